@@ -1,0 +1,238 @@
+"""The typed errors of AgentPay's domain and their mapping to the API's error shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AgentPayError(Exception):
+    """Base of every error the API answers with its error shape."""
+
+    http_status = 500
+    type = "api_error"
+    code = "internal_error"
+    message = "Something went wrong on our side."
+    headers: dict[str, str] = {}
+
+    def __init__(self, message: str | None = None, *, code: str | None = None, **extra: Any) -> None:
+        super().__init__(message or self.message)
+        self.message = message or self.message
+        if code is not None:
+            self.code = code
+        self.extra = extra
+
+    def body(self, request_id: str) -> dict[str, Any]:
+        error: dict[str, Any] = {
+            "type": self.type,
+            "code": self.code,
+            "message": self.message,
+            "request_id": request_id,
+        }
+        error.update(self.extra)
+        return {"error": error}
+
+
+# 400 ---------------------------------------------------------------------------------------------------------------
+class InvalidToken(AgentPayError):
+    """An approval link whose token is forged, tampered with or for the other action."""
+
+    http_status = 400
+    type = "invalid_request"
+    code = "invalid_token"
+    message = "This approval link is not valid."
+
+
+# 401 ---------------------------------------------------------------------------------------------------------------
+class AuthenticationFailed(AgentPayError):
+    """The request did not prove who sent it."""
+
+    http_status = 401
+    type = "authentication"
+    code = "invalid_api_key"
+    message = "The API key is not valid."
+
+
+class MissingApiKey(AuthenticationFailed):
+    """No bearer key was sent."""
+
+    code = "missing_api_key"
+    message = "No API key was sent. Use 'Authorization: Bearer <key>'."
+
+
+class InvalidSignature(AuthenticationFailed):
+    """The AgentPay-Signature header is missing or does not match the request."""
+
+    code = "invalid_signature"
+    message = "The request signature does not match the request."
+
+
+class TimestampOutOfRange(AuthenticationFailed):
+    """The AgentPay-Timestamp header is missing, malformed or more than 300 s off."""
+
+    code = "timestamp_out_of_range"
+    message = "AgentPay-Timestamp is missing or more than 300 seconds from the server's clock."
+
+
+class InvalidJobSignature(AuthenticationFailed):
+    """A job delivery without a valid Upstash-Signature."""
+
+    code = "invalid_signature"
+    message = "The job signature is not valid."
+
+
+# 403 ---------------------------------------------------------------------------------------------------------------
+class PermissionDenied(AgentPayError):
+    """The caller is known but may not do this."""
+
+    http_status = 403
+    type = "permission"
+    code = "permission_denied"
+    message = "You may not do this."
+
+
+class AgentDisabled(PermissionDenied):
+    """The agent was disabled by an admin."""
+
+    code = "agent_disabled"
+    message = "This agent has been disabled by its organization's admin."
+
+
+class AgentBlocked(PermissionDenied):
+    """The circuit breaker blocked the agent; an admin must unblock it."""
+
+    code = "agent_blocked"
+    message = "This agent is blocked by the circuit breaker until an admin unblocks it."
+
+
+class SignupTokenRequired(PermissionDenied):
+    """Outside local mode, sign-up needs the configured AgentPay-Signup-Token."""
+
+    code = "signup_token_required"
+    message = "Sign-up requires a valid AgentPay-Signup-Token header."
+
+
+# 404 ---------------------------------------------------------------------------------------------------------------
+class NotFound(AgentPayError):
+    """The object does not exist or belongs to someone else."""
+
+    http_status = 404
+    type = "not_found"
+    code = "not_found"
+    message = "No such object."
+
+
+# 409 ---------------------------------------------------------------------------------------------------------------
+class Conflict(AgentPayError):
+    """The request conflicts with the object's current state."""
+
+    http_status = 409
+    type = "conflict"
+    code = "conflict"
+
+
+class IdempotencyKeyReused(Conflict):
+    """The same idempotency key came with different parameters."""
+
+    code = "idempotency_key_reused"
+    message = "This idempotency key was already used with different parameters."
+
+
+class RequestInProgress(Conflict):
+    """A request with the same idempotency key is still being decided."""
+
+    code = "request_in_progress"
+    message = "A request with this idempotency key is still in progress; retry shortly."
+
+
+class AlreadyDecided(Conflict):
+    """The transaction was already decided the other way."""
+
+    code = "already_decided"
+    message = "This transaction has already been decided."
+
+
+# 410 ---------------------------------------------------------------------------------------------------------------
+class LinkExpired(AgentPayError):
+    """The approval link's token has expired."""
+
+    http_status = 410
+    type = "gone"
+    code = "link_expired"
+    message = "This approval link has expired."
+
+
+# 413 ---------------------------------------------------------------------------------------------------------------
+class PayloadTooLarge(AgentPayError):
+    """The request body is larger than 64 KiB."""
+
+    http_status = 413
+    type = "invalid_request"
+    code = "payload_too_large"
+    message = "The request body is larger than 64 KiB."
+
+
+# 422 ---------------------------------------------------------------------------------------------------------------
+class ValidationFailed(AgentPayError):
+    """One or more fields are invalid; `errors` lists each."""
+
+    http_status = 422
+    type = "invalid_request"
+    code = "validation_error"
+    message = "The request is not valid."
+
+    def __init__(self, errors: list[dict[str, str]], message: str | None = None) -> None:
+        if message is None:
+            message = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or self.message
+        super().__init__(message, errors=errors)
+        self.errors = errors
+
+
+class UnsupportedCurrency(AgentPayError):
+    """A currency other than usd."""
+
+    http_status = 422
+    type = "invalid_request"
+    code = "unsupported_currency"
+    message = "Only 'usd' is supported."
+
+
+# 429 ---------------------------------------------------------------------------------------------------------------
+class RateLimited(AgentPayError):
+    """The circuit breaker tripped on this request."""
+
+    http_status = 429
+    type = "rate_limit"
+    code = "rate_limited"
+    message = "Too many payment requests; this agent is now blocked until an admin unblocks it."
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 60) -> None:
+        super().__init__(message)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
+# 503 ---------------------------------------------------------------------------------------------------------------
+class ServiceUnavailable(AgentPayError):
+    """A dependency did not answer; nothing was approved."""
+
+    http_status = 503
+    type = "unavailable"
+    code = "service_unavailable"
+    message = "A service AgentPay depends on is unavailable; nothing was approved. Retry later."
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 2) -> None:
+        super().__init__(message)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
+class BudgetUnavailable(ServiceUnavailable):
+    """The budget store (Redis) or the database could not answer a budget decision."""
+
+    code = "budget_unavailable"
+    message = "The budget service is unavailable; the payment was not approved. Retry later."
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """PostgreSQL could not be reached."""
+
+    code = "database_unavailable"
+    message = "The database is unavailable. Retry later."
