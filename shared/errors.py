@@ -80,6 +80,34 @@ class InvalidJobSignature(AuthenticationFailed):
     message = "The job signature is not valid."
 
 
+# 402 ---------------------------------------------------------------------------------------------------------------
+class BudgetExceededError(AgentPayError):
+    """The request would break a limit; the body is the declined transaction with this error added."""
+
+    http_status = 402
+    type = "budget"
+    code = "daily_limit_exceeded"
+
+    @classmethod
+    def for_decision(cls, decision: Any, *, amount_cents: int) -> BudgetExceededError:
+        limits = decision.limits
+        if decision.outcome == "per_transaction_limit_exceeded":
+            return cls(
+                f"Per-transaction limit of {limits.per_tx_limit_cents} would be exceeded (requested {amount_cents}).",
+                code="per_transaction_limit_exceeded",
+                limit=limits.per_tx_limit_cents,
+                requested=amount_cents,
+            )
+        return cls(
+            f"Daily limit of {limits.daily_limit_cents} would be exceeded "
+            f"(spent {decision.spent_before_cents}, requested {amount_cents}).",
+            code="daily_limit_exceeded",
+            limit=limits.daily_limit_cents,
+            spent=decision.spent_before_cents,
+            requested=amount_cents,
+        )
+
+
 # 403 ---------------------------------------------------------------------------------------------------------------
 class PermissionDenied(AgentPayError):
     """The caller is known but may not do this."""

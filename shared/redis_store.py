@@ -33,9 +33,7 @@ RETRIES = 1
 HEALTH_CHECK_INTERVAL_S = 30  # a pooled connection idle longer than this is PINGed before use
 
 # Redis error codes (a reply's first word) meaning the server cannot answer now, not a wrong command.
-_UNAVAILABLE_CODES = frozenset(
-    {"LOADING", "BUSY", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "OOM"}
-)
+_UNAVAILABLE_CODES = frozenset({"LOADING", "BUSY", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "OOM"})
 
 
 class CommandError(Exception):
@@ -268,9 +266,7 @@ def _upstash_client(url: str, token: str) -> UpstashRedis:
     return client
 
 
-def store_from_settings(
-    *, upstash_url: str | None, upstash_token: str | None, redis_url: str | None
-) -> RedisStore:
+def store_from_settings(*, upstash_url: str | None, upstash_token: str | None, redis_url: str | None) -> RedisStore:
     """Upstash when its URL and token are set, else redis-py on redis_url. A new store each call."""
     if upstash_url or upstash_token:
         if not (upstash_url and upstash_token):

@@ -1,0 +1,41 @@
+# AgentPay: `make run` starts the local stack, `make test` runs the whole suite. Both set themselves up.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint typecheck cfn-lint pytest bench clean install
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): $(PY) pyproject.toml
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/agentpay dev
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy shared
+
+cfn-lint: $(STAMP)
+	$(VENV)/bin/cfn-lint template.yaml
+
+pytest: $(STAMP)
+	$(PY) -m pytest
+
+test: lint typecheck cfn-lint pytest
+
+bench: $(STAMP)
+	$(PY) bench/request_latency.py
+
+clean:
+	rm -rf $(VENV) .agentpay .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,127 @@
+"""POST /v1/payment-request: an agent asks to spend; AgentPay decides within its budget."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import JSONResponse
+from mangum import Mangum
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+
+from shared import payments
+from shared.deps import AgentDep, SettingsDep
+from shared.errors import BudgetExceededError, UnsupportedCurrency, ValidationFailed
+from shared.health import router as health_router
+from shared.transactions import transaction_view
+from shared.web import create_app, request_id_of
+
+router = APIRouter(tags=["agent"])
+
+MAX_CONTEXT_BYTES = 16 * 1024
+_LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
+class PaymentRequestIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    amount: StrictInt = Field(ge=1, le=100_000_000, description="Integer cents, 1 to 100000000.")
+    currency: str = Field(default="usd", max_length=16)
+    merchant: str = Field(min_length=1, max_length=255)
+    purpose: str = Field(min_length=1, max_length=2000)
+    context: dict[str, Any] | None = None
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
+    callback_url: str | None = Field(default=None, max_length=2048)
+
+    @field_validator("merchant", "purpose", "idempotency_key")
+    @classmethod
+    def _not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+    @field_validator("context")
+    @classmethod
+    def _context_size(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and len(json.dumps(value, separators=(",", ":")).encode()) > MAX_CONTEXT_BYTES:
+            raise ValueError("must be at most 16 KiB when serialized")
+        return value
+
+
+def _callback_url(url: str | None, *, local: bool) -> str | None:
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return url
+    if local and parts.scheme == "http" and parts.hostname in _LOCAL_HOSTS:
+        return url
+    rule = "an https URL" + (" (or http on localhost in local mode)" if local else "")
+    raise ValidationFailed([{"field": "callback_url", "message": f"must be {rule}"}])
+
+
+def _idempotency_key(from_body: str | None, from_header: str | None) -> str:
+    if from_body is not None and from_header is not None and from_body != from_header:
+        raise ValidationFailed(
+            [
+                {
+                    "field": "idempotency_key",
+                    "message": "differs from the Idempotency-Key header; send one or make them equal",
+                }
+            ]
+        )
+    key = from_body if from_body is not None else from_header
+    if key is None or not key.strip():
+        raise ValidationFailed(
+            [
+                {
+                    "field": "idempotency_key",
+                    "message": "is required (in the body or the Idempotency-Key header)",
+                }
+            ]
+        )
+    if len(key) > 255:
+        raise ValidationFailed([{"field": "idempotency_key", "message": "must be at most 255 characters"}])
+    return key
+
+
+@router.post(
+    "/v1/payment-request",
+    status_code=201,
+    summary="Ask to spend: approved (201), pending approval (202), declined (402) or replayed (200)",
+)
+def create_payment_request(
+    body: PaymentRequestIn,
+    request: Request,
+    agent: AgentDep,
+    settings: SettingsDep,
+    idempotency_key: Annotated[str | None, Header()] = None,
+) -> JSONResponse:
+    currency = body.currency.lower()
+    if currency != "usd":
+        raise UnsupportedCurrency(f"Currency '{body.currency}' is not supported; only 'usd' is.")
+    payment = payments.PaymentRequest(
+        amount_cents=body.amount,
+        currency=currency,
+        merchant=body.merchant,
+        purpose=body.purpose,
+        context=body.context or {},
+        idempotency_key=_idempotency_key(body.idempotency_key, idempotency_key),
+        callback_url=_callback_url(body.callback_url, local=settings.is_local),
+    )
+    outcome = payments.request_payment(
+        agent, payment, request_id=request_id_of(request), approval_ttl_seconds=settings.approval_ttl_seconds
+    )
+    view = transaction_view(outcome.transaction)
+    if outcome.replayed:
+        return JSONResponse(view, status_code=200, headers={"Idempotent-Replayed": "true"})
+    if view["status"] == "declined":
+        error = BudgetExceededError.for_decision(outcome.decision, amount_cents=body.amount)
+        return JSONResponse({**view, **error.body(request_id_of(request))}, status_code=402)
+    return JSONResponse(view, status_code=201 if view["status"] == "approved" else 202)
+
+
+app = create_app(router, health_router, title="AgentPay payment requests")
+handler = Mangum(app, lifespan="off")

@@ -1,0 +1,139 @@
+"""Agents of an organization: creation with a key shown once, their limits, and how the API shows them."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from shared import db
+from shared.auth import IssuedKey, KeyMode, issue_agent_key
+from shared.clock import iso
+from shared.errors import NotFound, ValidationFailed
+
+DEFAULT_MAX_REQUESTS_PER_MINUTE = 20
+MAX_DAILY_LIMIT_CENTS = 100_000_000_000  # keeps every day's sum far below 2^53 (Lua numbers are doubles)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """An agent's budget limits, in cents."""
+
+    daily_limit_cents: int
+    per_tx_limit_cents: int
+    approval_threshold_cents: int
+    max_requests_per_minute: int = DEFAULT_MAX_REQUESTS_PER_MINUTE
+
+    def validate(self) -> Limits:
+        """Raise a 422 naming each field out of `0 <= approval_threshold <= per_transaction_limit <= daily_limit`."""
+        errors = []
+        if self.approval_threshold_cents < 0:
+            errors.append({"field": "approval_threshold", "message": "must be 0 or more"})
+        if self.approval_threshold_cents > self.per_tx_limit_cents:
+            errors.append({"field": "approval_threshold", "message": "must not exceed per_transaction_limit"})
+        if self.per_tx_limit_cents > self.daily_limit_cents:
+            errors.append({"field": "per_transaction_limit", "message": "must not exceed daily_limit"})
+        if self.daily_limit_cents > MAX_DAILY_LIMIT_CENTS:
+            errors.append({"field": "daily_limit", "message": f"must be at most {MAX_DAILY_LIMIT_CENTS}"})
+        if not 1 <= self.max_requests_per_minute <= 10_000:
+            errors.append({"field": "max_requests_per_minute", "message": "must be between 1 and 10000"})
+        if errors:
+            raise ValidationFailed(errors)
+        return self
+
+
+@dataclass(frozen=True)
+class NewAgent:
+    """A created agent and its key, shown to the caller once."""
+
+    agent: dict[str, Any]
+    api_key: IssuedKey
+
+
+_AGENT_COLUMNS = """
+a.id, a.organization_id, a.name, a.is_active, a.blocked_at, a.blocked_reason, a.key_prefix, a.api_key_hash,
+a.created_at, l.daily_limit_cents, l.per_tx_limit_cents, l.approval_threshold_cents, l.max_requests_per_minute
+"""
+
+
+def create_agent(
+    conn: db.Connection, *, organization_id: uuid.UUID, name: str, limits: Limits, key_mode: KeyMode
+) -> NewAgent:
+    """Insert the agent and its limits in one transaction; only the key's hash is stored."""
+    limits.validate()
+    key = issue_agent_key(key_mode)
+    with conn.transaction():
+        row = conn.execute(
+            """
+            INSERT INTO agents (organization_id, name, api_key_hash, key_prefix)
+            VALUES (%s, %s, %s, %s)
+            RETURNING id
+            """,
+            (organization_id, name, key.hash, key.prefix),
+        ).fetchone()
+        assert row is not None
+        conn.execute(
+            """
+            INSERT INTO budget_limits (agent_id, daily_limit_cents, per_tx_limit_cents, approval_threshold_cents,
+                                       max_requests_per_minute)
+            VALUES (%s, %s, %s, %s, %s)
+            """,
+            (
+                row["id"],
+                limits.daily_limit_cents,
+                limits.per_tx_limit_cents,
+                limits.approval_threshold_cents,
+                limits.max_requests_per_minute,
+            ),
+        )
+    return NewAgent(agent=get_agent(conn, organization_id=organization_id, agent_id=row["id"]), api_key=key)
+
+
+def get_agent(conn: db.Connection, *, organization_id: uuid.UUID, agent_id: uuid.UUID) -> dict[str, Any]:
+    """The organization's agent, or NotFound (also for another organization's agent)."""
+    row = conn.execute(
+        f"""
+        SELECT {_AGENT_COLUMNS}
+        FROM agents a JOIN budget_limits l ON l.agent_id = a.id
+        WHERE a.id = %s AND a.organization_id = %s
+        """,
+        (agent_id, organization_id),
+    ).fetchone()
+    if row is None:
+        raise NotFound("No such agent.")
+    return row
+
+
+def list_agents(conn: db.Connection, *, organization_id: uuid.UUID) -> list[dict[str, Any]]:
+    return conn.execute(
+        f"""
+        SELECT {_AGENT_COLUMNS}
+        FROM agents a JOIN budget_limits l ON l.agent_id = a.id
+        WHERE a.organization_id = %s
+        ORDER BY a.created_at, a.id
+        """,
+        (organization_id,),
+    ).fetchall()
+
+
+def agent_view(row: dict[str, Any], *, spend_today_cents: int = 0) -> dict[str, Any]:
+    """The agent object of API.md."""
+    daily = int(row["daily_limit_cents"])
+    return {
+        "id": str(row["id"]),
+        "object": "agent",
+        "name": row["name"],
+        "is_active": row["is_active"],
+        "blocked_at": iso(row["blocked_at"]),
+        "blocked_reason": row["blocked_reason"],
+        "key_prefix": row["key_prefix"],
+        "limits": {
+            "daily_limit": daily,
+            "per_transaction_limit": int(row["per_tx_limit_cents"]),
+            "approval_threshold": int(row["approval_threshold_cents"]),
+            "max_requests_per_minute": int(row["max_requests_per_minute"]),
+        },
+        "spend_today": spend_today_cents,
+        "remaining_today": max(0, daily - spend_today_cents),
+        "created_at": iso(row["created_at"]),
+    }

@@ -1,0 +1,248 @@
+"""The budget engine: per-agent daily budgets in Redis, decided atomically by Lua, rebuilt from Postgres."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+import zoneinfo
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+from shared.redis_store import LuaScript, RedisStore
+
+_HERE = Path(__file__).parent
+RESERVE_SCRIPT = LuaScript.from_file(_HERE / "reserve_budget.lua")
+RELEASE_SCRIPT = LuaScript.from_file(_HERE / "release_hold.lua")
+
+DAY_KEYS_KEPT_DAYS = 2  # a day's keys expire two days after the day ends
+APPROVED = "approved"
+PENDING = "pending"
+HELD_STATUSES = ("pending", "approved", "completed")
+
+
+# Keys ---------------------------------------------------------------------------------------------------------
+# Every key of an agent carries the agent id as a hash tag, so one script's keys live on one shard.
+def _agent_prefix(agent_id: uuid.UUID | str) -> str:
+    return f"ap:{{{agent_id}}}"
+
+
+def limits_key(agent_id: uuid.UUID | str) -> str:
+    return f"{_agent_prefix(agent_id)}:limits"
+
+
+def spent_key(agent_id: uuid.UUID | str, day: date) -> str:
+    return f"{_agent_prefix(agent_id)}:d:{day.isoformat()}:spent"
+
+
+def holds_key(agent_id: uuid.UUID | str, day: date) -> str:
+    return f"{_agent_prefix(agent_id)}:d:{day.isoformat()}:holds"
+
+
+def claim_key(agent_id: uuid.UUID | str, idempotency_key: str) -> str:
+    digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
+    return f"{_agent_prefix(agent_id)}:idem:{digest}"
+
+
+def rate_key(agent_id: uuid.UUID | str) -> str:
+    return f"{_agent_prefix(agent_id)}:rate"
+
+
+def blocked_key(agent_id: uuid.UUID | str) -> str:
+    return f"{_agent_prefix(agent_id)}:blocked"
+
+
+# Days ---------------------------------------------------------------------------------------------------------
+def budget_day(timezone: str, at: datetime) -> date:
+    """The organization's calendar day at a moment (daylight-saving changes included)."""
+    return at.astimezone(zoneinfo.ZoneInfo(timezone)).date()
+
+
+def day_keys_expire_at(timezone: str, day: date) -> int:
+    """Unix seconds at which a day's keys expire: two days after the day's local midnight end."""
+    zone = zoneinfo.ZoneInfo(timezone)
+    end = datetime.combine(day + timedelta(days=1 + DAY_KEYS_KEPT_DAYS), time(0), tzinfo=zone)
+    return int(end.timestamp())
+
+
+# Decisions ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LimitsSnapshot:
+    daily_limit_cents: int
+    per_tx_limit_cents: int
+    approval_threshold_cents: int
+    max_requests_per_minute: int
+
+
+@dataclass(frozen=True)
+class DayTotals:
+    """What Postgres says an agent's day holds: the total and the holds not yet settled (by idempotency key)."""
+
+    spent_cents: int
+    holds: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The engine's verdict on one request. `newly_held` is true when this call recorded the hold."""
+
+    outcome: str  # approved, pending, per_transaction_limit_exceeded, daily_limit_exceeded
+    spent_before_cents: int
+    limits: LimitsSnapshot
+    newly_held: bool
+
+    @property
+    def holds_budget(self) -> bool:
+        return self.outcome in (APPROVED, PENDING)
+
+
+@dataclass(frozen=True)
+class Replay:
+    """Another request already owns this idempotency key (maybe still being decided)."""
+
+    transaction_id: uuid.UUID
+    request_hash: str
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """The circuit breaker holds the agent."""
+
+
+@dataclass(frozen=True)
+class Tripped:
+    """This request tripped the circuit breaker: the agent is blocked from now on."""
+
+    count: int
+    max_requests_per_minute: int
+
+
+@dataclass(frozen=True)
+class ReserveRequest:
+    agent_id: uuid.UUID
+    idempotency_key: str
+    transaction_id: uuid.UUID
+    request_hash: str
+    amount_cents: int
+    day: date
+    expire_at: int
+    request_id: str
+    now_ms: int
+
+
+class BudgetEngine:
+    """Runs the budget scripts, fetching limits and rebuilding a day's counter from Postgres when Redis lacks them."""
+
+    def __init__(
+        self,
+        store: RedisStore,
+        *,
+        load_limits: Callable[[uuid.UUID], LimitsSnapshot],
+        load_day: Callable[[uuid.UUID, date], DayTotals],
+    ) -> None:
+        self.store = store
+        self.load_limits = load_limits
+        self.load_day = load_day
+
+    def reserve(self, request: ReserveRequest) -> Decision | Replay | Blocked | Tripped:
+        limits_arg = ""
+        rebuilt: list[str | int] = [""]
+        keys = [
+            limits_key(request.agent_id),
+            spent_key(request.agent_id, request.day),
+            holds_key(request.agent_id, request.day),
+            claim_key(request.agent_id, request.idempotency_key),
+            rate_key(request.agent_id),
+            blocked_key(request.agent_id),
+        ]
+        # At most three runs: the cached limits may be missing, then the day's counter may be missing.
+        for _ in range(3):
+            args: list[str | int] = [
+                request.idempotency_key,
+                str(request.transaction_id),
+                request.request_hash,
+                request.amount_cents,
+                request.now_ms,
+                request.request_id,
+                request.expire_at,
+                limits_arg,
+                *rebuilt,
+            ]
+            reply = self.store.run_script(RESERVE_SCRIPT, keys, args)
+            kind = reply[0]
+            if kind == "need_limits":
+                limits = self.load_limits(request.agent_id)
+                limits_arg = ",".join(
+                    str(v)
+                    for v in (
+                        limits.daily_limit_cents,
+                        limits.per_tx_limit_cents,
+                        limits.approval_threshold_cents,
+                        limits.max_requests_per_minute,
+                    )
+                )
+                continue
+            if kind == "need_counter":
+                totals = self.load_day(request.agent_id, request.day)
+                rebuilt = [totals.spent_cents]
+                for field, cents in totals.holds.items():
+                    rebuilt += [field, cents]
+                continue
+            return _parse_reply(reply)
+        raise RuntimeError("budget script kept asking for data it was given")
+
+    def release(self, *, agent_id: uuid.UUID, day: date, idempotency_key: str, undo_claim_of: str = "") -> int:
+        """Give a hold's cents back to the day, once. Returns the cents freed (0 if already freed)."""
+        return int(
+            self.store.run_script(
+                RELEASE_SCRIPT,
+                [spent_key(agent_id, day), holds_key(agent_id, day), claim_key(agent_id, idempotency_key)],
+                [idempotency_key, "release", undo_claim_of],
+            )
+        )
+
+    def settle(self, *, agent_id: uuid.UUID, day: date, idempotency_key: str) -> None:
+        """The charge went through: the hold's cents stay spent and the hold is no longer releasable."""
+        self.store.run_script(
+            RELEASE_SCRIPT,
+            [spent_key(agent_id, day), holds_key(agent_id, day), claim_key(agent_id, idempotency_key)],
+            [idempotency_key, "settle", ""],
+        )
+
+    def spent(self, agent_id: uuid.UUID, day: date) -> int:
+        """Cents held or spent on the day, read from the same counter the engine decides with."""
+        value = self.store.get(spent_key(agent_id, day))
+        if value is None:
+            return self.load_day(agent_id, day).spent_cents
+        return int(value)
+
+    def forget_limits(self, agent_id: uuid.UUID) -> None:
+        """An admin changed the limits: the next request reads them from Postgres."""
+        self.store.delete(limits_key(agent_id))
+
+    def unblock(self, agent_id: uuid.UUID) -> None:
+        self.store.delete(blocked_key(agent_id), rate_key(agent_id))
+
+
+def _parse_reply(reply: list[Any]) -> Decision | Replay | Blocked | Tripped:
+    kind = reply[0]
+    if kind == "blocked":
+        return Blocked()
+    if kind == "rate_limited":
+        return Tripped(count=int(reply[1]), max_requests_per_minute=int(reply[2]))
+    if kind == "replay":
+        transaction_id, _, request_hash = str(reply[1]).partition("|")
+        return Replay(transaction_id=uuid.UUID(transaction_id), request_hash=request_hash)
+    return Decision(
+        outcome=str(kind),
+        spent_before_cents=int(reply[1]),
+        limits=LimitsSnapshot(
+            daily_limit_cents=int(reply[2]),
+            per_tx_limit_cents=int(reply[3]),
+            approval_threshold_cents=int(reply[4]),
+            max_requests_per_minute=0,
+        ),
+        newly_held=int(reply[5]) == 1,
+    )

@@ -1,0 +1,190 @@
+"""The one validated settings object; the only module that reads the environment."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Values that mean "nobody set this": refused outside local mode.
+_PLACEHOLDERS = {"", "changeme", "change-me", "secret", "placeholder", "xxx", "todo", "replace-me"}
+
+# Secrets that production must have, and the local file that holds the generated ones.
+_LOCAL_SECRETS_FILE = "secrets.json"
+_GENERATED_SECRETS = (
+    "approval_jwt_secret",
+    "session_secret",
+    "qstash_current_signing_key",
+    "qstash_next_signing_key",
+)
+
+
+class ConfigError(RuntimeError):
+    """The configuration is incomplete or unsafe for the mode it runs in."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    agentpay_env: Literal["local", "production"] = "local"
+    agentpay_home: Path = Field(default_factory=lambda: Path.cwd() / ".agentpay")
+    agentpay_port: int = 8000
+    agentpay_host: str = "127.0.0.1"
+    public_base_url: str | None = None  # where approval links point; defaults to the local server
+    key_mode: Literal["test", "live"] = Field(default="test", alias="agentpay_key_mode")
+    in_lambda: bool = Field(default=False, alias="aws_lambda_function_name")
+
+    database_url: str | None = None
+    redis_url: str | None = None
+    upstash_redis_rest_url: str | None = None
+    upstash_redis_rest_token: str | None = None
+    qstash_token: str | None = None
+    qstash_url: str | None = None
+    qstash_current_signing_key: str | None = None
+    qstash_next_signing_key: str | None = None
+    stripe_secret_key: str | None = None
+    stripe_api_base: str | None = None
+    resend_api_key: str | None = None
+    email_from: str = "AgentPay <approvals@agentpay.local>"
+    sentry_dsn: str | None = None
+    approval_jwt_secret: str | None = None
+    session_secret: str | None = None
+    signup_token: str | None = None
+    agentpay_secrets_arn: str | None = None
+
+    db_pool_max_size: int = 10
+    db_connect_timeout: float = 3.0
+    approval_ttl_seconds: int = 24 * 3600
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lambda_flag(cls, data: Any) -> Any:
+        # AWS sets AWS_LAMBDA_FUNCTION_NAME to the function's name; we only care whether it is there.
+        if isinstance(data, dict) and data.get("aws_lambda_function_name"):
+            data = {**data, "aws_lambda_function_name": True}
+        return data
+
+    @property
+    def is_local(self) -> bool:
+        return self.agentpay_env == "local"
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_base_url or f"http://{self.agentpay_host}:{self.agentpay_port}").rstrip("/")
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.agentpay_home / "outbox"
+
+    def require(self, name: str) -> str:
+        """The value of a setting that must be present at this point, or a ConfigError naming it."""
+        value = getattr(self, name)
+        if value is None or str(value).strip().lower() in _PLACEHOLDERS:
+            raise ConfigError(f"{name.upper()} is not set")
+        return str(value)
+
+
+def _load_local_secrets(home: Path) -> dict[str, str]:
+    """Generate the local secrets once into .agentpay/secrets.json and read them back on later runs."""
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / _LOCAL_SECRETS_FILE
+    stored: dict[str, str] = {}
+    if path.exists():
+        stored = json.loads(path.read_text())
+    missing = [name for name in _GENERATED_SECRETS if not stored.get(name)]
+    if missing:
+        for name in missing:
+            if name.startswith("qstash_"):
+                # QStash signing keys are opaque strings; theirs look like "sig_..." base64.
+                stored[name] = "sig_" + base64.b64encode(secrets.token_bytes(24)).decode()
+            else:
+                stored[name] = secrets.token_urlsafe(48)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(stored, indent=2))
+        os.chmod(tmp, 0o600)
+        tmp.replace(path)
+    return stored
+
+
+def _running_local_stack(home: Path) -> dict[str, str]:
+    """The service URLs of a running `agentpay dev` (from .agentpay/dev.json), so other commands find them."""
+    path = home / "dev.json"
+    if not path.exists():
+        return {}
+    try:
+        dev = json.loads(path.read_text())
+    except ValueError:
+        return {}
+    found = {"database_url": dev.get("database_url"), "redis_url": dev.get("redis_url")}
+    if dev.get("stripe_api_base"):
+        found["stripe_api_base"] = dev["stripe_api_base"]
+    return {k: v for k, v in found.items() if v}
+
+
+def _load_aws_secrets(arn: str) -> dict[str, str]:
+    """Read a JSON secret from AWS Secrets Manager (once per container, via get_settings' cache)."""
+    import boto3
+
+    client = boto3.client("secretsmanager")
+    raw = client.get_secret_value(SecretId=arn)["SecretString"]
+    values = json.loads(raw)
+    if not isinstance(values, dict):
+        raise ConfigError("the secret at AGENTPAY_SECRETS_ARN must be a JSON object")
+    return {str(k).lower(): str(v) for k, v in values.items()}
+
+
+_PRODUCTION_REQUIRED = (
+    "database_url",
+    "upstash_redis_rest_url",
+    "upstash_redis_rest_token",
+    "qstash_token",
+    "qstash_current_signing_key",
+    "qstash_next_signing_key",
+    "stripe_secret_key",
+    "resend_api_key",
+    "approval_jwt_secret",
+    "session_secret",
+    "signup_token",
+    "public_base_url",
+)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build and validate the settings: env vars, then Secrets Manager, then local generated secrets."""
+    settings = Settings(**overrides)
+    if settings.agentpay_secrets_arn:
+        from_aws = _load_aws_secrets(settings.agentpay_secrets_arn)
+        fields = set(Settings.model_fields)
+        merged = {k: v for k, v in from_aws.items() if k in fields}
+        settings = settings.model_copy(update={k: v for k, v in merged.items() if not getattr(settings, k)})
+    if settings.is_local:
+        generated = _load_local_secrets(settings.agentpay_home)
+        generated.update(_running_local_stack(settings.agentpay_home))
+        settings = settings.model_copy(update={k: v for k, v in generated.items() if not getattr(settings, k, None)})
+        return settings
+    problems = []
+    for name in _PRODUCTION_REQUIRED:
+        try:
+            settings.require(name)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    for name in ("approval_jwt_secret", "session_secret"):
+        value = getattr(settings, name) or ""
+        if value and len(value) < 32:
+            problems.append(f"{name.upper()} must be at least 32 characters")
+    if problems:
+        raise ConfigError("refusing to start outside local mode: " + "; ".join(problems))
+    return settings
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The container's settings, built once."""
+    return load_settings()

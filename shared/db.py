@@ -1,0 +1,82 @@
+"""The container's PostgreSQL connection pool and the helpers to borrow from it."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from shared.config import Settings, get_settings
+from shared.errors import DatabaseUnavailable
+
+log = logging.getLogger("agentpay.db")
+
+Connection = psycopg.Connection[dict[str, Any]]
+
+
+def create_pool(database_url: str, *, max_size: int, connect_timeout: float) -> ConnectionPool[Any]:
+    """A pool that survives a dropped connection: each one is checked before use and replaced if dead."""
+    pool: ConnectionPool[Any] = ConnectionPool(
+        database_url,
+        min_size=1,
+        max_size=max_size,
+        kwargs={
+            # Neon's pooled URL is PgBouncer in transaction mode: no prepared statements.
+            "prepare_threshold": None,
+            "connect_timeout": max(1, int(connect_timeout)),
+            "row_factory": dict_row,
+            "autocommit": True,
+        },
+        check=ConnectionPool.check_connection,
+        timeout=connect_timeout,
+        reconnect_timeout=30.0,
+        open=False,
+        name="agentpay",
+    )
+    pool.open(wait=False)
+    return pool
+
+
+@functools.cache
+def get_pool() -> ConnectionPool[Any]:
+    """One pool per container: size 1 in Lambda (one request at a time), larger in the local server."""
+    settings: Settings = get_settings()
+    return create_pool(
+        settings.require("database_url"),
+        max_size=1 if settings.in_lambda else settings.db_pool_max_size,
+        connect_timeout=settings.db_connect_timeout,
+    )
+
+
+def close_pool() -> None:
+    if get_pool.cache_info().currsize:
+        get_pool().close()
+        get_pool.cache_clear()
+
+
+@contextmanager
+def connection(pool: ConnectionPool[Any] | None = None) -> Iterator[Connection]:
+    """Borrow a connection (autocommit); a database that cannot be reached becomes DatabaseUnavailable."""
+    pool = pool or get_pool()
+    try:
+        with pool.connection() as conn:
+            yield conn
+    except (PoolTimeout, psycopg.OperationalError) as exc:
+        raise DatabaseUnavailable() from exc
+
+
+@contextmanager
+def transaction(pool: ConnectionPool[Any] | None = None) -> Iterator[Connection]:
+    """Borrow a connection inside one database transaction, committed on success."""
+    with connection(pool) as conn:
+        try:
+            with conn.transaction():
+                yield conn
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnavailable() from exc

@@ -1,0 +1,229 @@
+"""`agentpay dev`: embedded services, migrations, a demo organization and agent, and every function on one port."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from shared.config import Settings, get_settings
+
+log = logging.getLogger("agentpay.dev")
+
+DEMO_FILE = "demo.json"  # local only: the demo's plaintext keys, so every run can print them
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def start_embedded_services(raw: Settings) -> Any:
+    """Start what is not configured for real; export its URLs so every module's settings see them."""
+    from shared.localstack import LocalStack
+
+    stack = LocalStack(
+        raw.agentpay_home,
+        redis_port=None,
+        stripe_port=None,
+        with_postgres=not raw.database_url,
+        with_redis=not (raw.redis_url or raw.upstash_redis_rest_url),
+        with_stripe=not raw.stripe_secret_key,
+    )
+    services = stack.start()
+    if not raw.database_url:
+        os.environ["DATABASE_URL"] = services.database_url
+    if not (raw.redis_url or raw.upstash_redis_rest_url):
+        os.environ["REDIS_URL"] = services.redis_url
+    if not raw.stripe_secret_key:
+        os.environ["STRIPE_API_BASE"] = services.stripe_api_base
+    get_settings.cache_clear()
+    return stack
+
+
+def ensure_demo(settings: Settings) -> dict[str, str]:
+    """The demo organization and agent, created on the first run and reused after (keys kept in .agentpay)."""
+    import uuid
+
+    from shared import agents, db, organizations, stripe_api
+
+    path = settings.agentpay_home / DEMO_FILE
+    if path.exists():
+        demo: dict[str, str] = json.loads(path.read_text())
+        with db.connection() as conn:
+            org = organizations.get_organization(conn, uuid.UUID(demo["organization_id"]))
+        if org is not None:
+            _ensure_billing(settings, org)
+            return demo
+    created_org = organizations.sign_up(
+        stripe_api.get_client(),
+        name="Demo Org",
+        admin_email="admin@example.com",
+        timezone="UTC",
+        key_mode=settings.key_mode,
+        attach_test_card=True,
+    )
+    org_id = created_org.organization["id"]
+    with db.connection() as conn:
+        created_agent = agents.create_agent(
+            conn,
+            organization_id=org_id,
+            name="demo-agent",
+            limits=agents.Limits(daily_limit_cents=50_000, per_tx_limit_cents=20_000, approval_threshold_cents=5_000),
+            key_mode=settings.key_mode,
+        )
+    demo = {
+        "organization_id": str(org_id),
+        "agent_id": str(created_agent.agent["id"]),
+        "admin_key": created_org.admin_key.plaintext,
+        "agent_key": created_agent.api_key.plaintext,
+    }
+    path.write_text(json.dumps(demo, indent=2))
+    os.chmod(path, 0o600)
+    return demo
+
+
+def _ensure_billing(settings: Settings, org: dict[str, Any]) -> None:
+    """localstripe keeps no state across restarts: give the demo organization a customer and card again."""
+    from shared import db, organizations, stripe_api
+
+    client = stripe_api.get_client()
+    if org["stripe_customer_id"] and stripe_api.customer_exists(client, org["stripe_customer_id"]):
+        return
+    billing = stripe_api.set_up_customer(
+        client,
+        organization_id=str(org["id"]),
+        name=org["name"],
+        email=org["admin_email"],
+        attach_test_card=True,
+        attempt=int(time.time()),
+    )
+    with db.connection() as conn:
+        organizations.record_billing(conn, org["id"], billing)
+
+
+def signed_request_snippet(base_url: str, agent_key: str) -> str:
+    """A shell snippet that signs and sends a first payment request (the timestamp is taken when it runs)."""
+    body = json.dumps(
+        {
+            "amount": 1250,
+            "merchant": "api.example.com",
+            "purpose": "First AgentPay test payment",
+            "idempotency_key": "first-payment-1",
+        },
+        separators=(",", ":"),
+    )
+    return "\n".join(
+        [
+            f"KEY={agent_key}",
+            f"BODY={shlex.quote(body)}",
+            "TS=$(date +%s)",
+            'KEYHASH=$(printf %s "$KEY" | sha256sum | cut -d" " -f1)',
+            'SIG=$(printf %s "$TS.POST./v1/payment-request.$BODY" | openssl dgst -sha256 -hmac "$KEYHASH" -r'
+            ' | cut -d" " -f1)',
+            f'curl -i {base_url}/v1/payment-request -H "Authorization: Bearer $KEY" \\',
+            '  -H "AgentPay-Timestamp: $TS" -H "AgentPay-Signature: v1=$SIG" \\',
+            '  -H "Content-Type: application/json" --data-binary "$BODY"',
+        ]
+    )
+
+
+def write_dev_file(settings: Settings, demo: dict[str, str]) -> dict[str, Any]:
+    dev = {
+        "base_url": settings.base_url,
+        "dashboard_url": settings.base_url + "/dashboard",
+        "admin_key": demo["admin_key"],
+        "agent_key": demo["agent_key"],
+        "organization_id": demo["organization_id"],
+        "agent_id": demo["agent_id"],
+        "database_url": settings.database_url,
+        "redis_url": settings.redis_url,
+        "stripe_api_base": settings.stripe_api_base,
+        "outbox_dir": str(settings.outbox_dir),
+    }
+    path = settings.agentpay_home / "dev.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(dev, indent=2))
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)
+    return dev
+
+
+def run_dev_server(*, port: int) -> int:
+    import uvicorn
+
+    from shared.migrate import apply_migrations
+    from shared.web import configure_logging
+
+    os.environ["AGENTPAY_PORT"] = str(port)
+    get_settings.cache_clear()
+    raw = Settings()  # the environment alone: what is configured for real
+    if raw.agentpay_env != "local":
+        _say("agentpay dev runs in local mode only (AGENTPAY_ENV=local).")
+        return 2
+    home = raw.agentpay_home
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dev.json").unlink(missing_ok=True)  # stale from a previous run until we are ready
+    configure_logging(logging.WARNING)
+
+    started = time.monotonic()
+    _say("AgentPay: starting embedded services (PostgreSQL, Valkey, localstripe)...")
+    stack = start_embedded_services(raw)
+    stopping = False
+
+    def _stop(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        settings = get_settings()
+        applied = apply_migrations(settings.require("database_url"))
+        _say(f"AgentPay: database ready ({len(applied)} migration(s) applied)")
+        demo = ensure_demo(settings)
+        from shared.local_app import build_local_app
+
+        app = build_local_app()
+        config = uvicorn.Config(
+            app, host=settings.agentpay_host, port=port, log_level="warning", access_log=False, lifespan="off"
+        )
+        server = uvicorn.Server(config)
+        server.config.setup_event_loop()
+        dev = write_dev_file(settings, demo)
+        _print_banner(dev, time.monotonic() - started)
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        _say("AgentPay: stopping embedded services...")
+        (home / "dev.json").unlink(missing_ok=True)
+        stack.stop()
+        _say("AgentPay: stopped.")
+    return 0
+
+
+def _print_banner(dev: dict[str, Any], elapsed: float) -> None:
+    lines = [
+        "",
+        f"AgentPay is running on {dev['base_url']}  (ready in {elapsed:.1f}s)",
+        f"  Dashboard:  {dev['dashboard_url']}",
+        f"  Admin key:  {dev['admin_key']}",
+        f"  Agent key:  {dev['agent_key']}",
+        f"  Settings:   {Path(get_settings().agentpay_home) / 'dev.json'}",
+        "",
+        "A first signed payment request (copy into a shell):",
+        "",
+        signed_request_snippet(dev["base_url"], dev["agent_key"]),
+        "",
+        "Press Ctrl-C to stop.",
+        "",
+    ]
+    _say("\n".join(lines))

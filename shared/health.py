@@ -1,0 +1,39 @@
+"""GET /healthz: whether this container can reach the database and Redis."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from shared import db
+from shared.errors import AgentPayError
+from shared.redis_store import get_store
+
+router = APIRouter(tags=["operations"])
+
+
+def check_health() -> dict[str, str]:
+    """ "ok" or "unavailable" for each dependency."""
+    checks = {"database": "ok", "redis": "ok"}
+    try:
+        with db.connection() as conn:
+            conn.execute("SELECT 1")
+    except AgentPayError:
+        checks["database"] = "unavailable"
+    try:
+        if not get_store().ping():
+            checks["redis"] = "unavailable"
+    except AgentPayError:
+        checks["redis"] = "unavailable"
+    return checks
+
+
+@router.get("/healthz", summary="Health of this container's dependencies")
+def healthz() -> JSONResponse:
+    checks = check_health()
+    healthy = all(v == "ok" for v in checks.values())
+    return JSONResponse(
+        {"status": "ok" if healthy else "unavailable", "checks": checks},
+        status_code=200 if healthy else 503,
+        headers={} if healthy else {"Retry-After": "5"},
+    )

@@ -1,0 +1,83 @@
+"""The container's Stripe client (real Stripe, or localstripe in local mode) and the calls AgentPay makes."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import stripe
+
+from shared.config import get_settings
+from shared.errors import ServiceUnavailable
+
+LOCAL_STRIPE_KEY = "sk_test_agentpay_local"
+LOCAL_TEST_CARD = "pm_card_visa"
+
+
+class StripeUnavailable(ServiceUnavailable):
+    """Stripe could not be reached or answered with a server error."""
+
+    code = "stripe_unavailable"
+    message = "Stripe is unavailable. Retry later."
+
+
+@dataclass(frozen=True)
+class BillingSetup:
+    """The Stripe customer of an organization and its saved card, if any."""
+
+    customer_id: str
+    payment_method_id: str | None
+
+
+def create_client(api_key: str, api_base: str | None) -> stripe.StripeClient:
+    # Our own retries are the job layer's; Stripe's client must not retry behind our back.
+    kwargs: dict[str, object] = {"max_network_retries": 0}
+    if api_base:
+        kwargs["base_addresses"] = {"api": api_base}
+    return stripe.StripeClient(api_key, **kwargs)  # type: ignore[arg-type]
+
+
+@functools.cache
+def get_client() -> stripe.StripeClient:
+    settings = get_settings()
+    api_key = settings.stripe_secret_key or (LOCAL_STRIPE_KEY if settings.is_local else None)
+    if not api_key:
+        raise StripeUnavailable("STRIPE_SECRET_KEY is not configured.")
+    return create_client(api_key, settings.stripe_api_base)
+
+
+def set_up_customer(
+    client: stripe.StripeClient,
+    *,
+    organization_id: str,
+    name: str,
+    email: str,
+    attach_test_card: bool,
+    attempt: int = 0,
+) -> BillingSetup:
+    """Create the organization's Stripe customer; in local mode also save a test card for off-session charges."""
+    try:
+        customer = client.v1.customers.create(
+            params={"name": name, "email": email, "metadata": {"organization_id": organization_id}},
+            options={"idempotency_key": f"agentpay-customer-{organization_id}-{attempt}"},
+        )
+        payment_method_id = None
+        if attach_test_card:
+            method = client.v1.payment_methods.attach(LOCAL_TEST_CARD, params={"customer": customer.id})
+            payment_method_id = method.id
+            client.v1.customers.update(customer.id, params={"invoice_settings": {"default_payment_method": method.id}})
+    except (stripe.APIConnectionError, stripe.RateLimitError) as exc:
+        raise StripeUnavailable() from exc
+    except stripe.StripeError as exc:
+        if exc.http_status is None or exc.http_status >= 500:
+            raise StripeUnavailable() from exc
+        raise
+    return BillingSetup(customer_id=customer.id, payment_method_id=payment_method_id)
+
+
+def customer_exists(client: stripe.StripeClient, customer_id: str) -> bool:
+    try:
+        customer = client.v1.customers.retrieve(customer_id)
+    except stripe.InvalidRequestError:
+        return False
+    return not getattr(customer, "deleted", False)

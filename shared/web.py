@@ -1,0 +1,254 @@
+"""The FastAPI application every function is built from: error shape, request ids, body limit, logs, Sentry."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import sys
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.config import get_settings
+from shared.errors import AgentPayError, NotFound, PayloadTooLarge, ValidationFailed
+
+MAX_BODY_BYTES = 64 * 1024
+
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+agent_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("agent_id", default=None)
+
+log = logging.getLogger("agentpay")
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line, carrying the request and agent ids of the request being served."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + "Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if request_id := request_id_var.get():
+            line["request_id"] = request_id
+        if agent_id := agent_id_var.get():
+            line["agent_id"] = agent_id
+        for key, value in getattr(record, "fields", {}).items():
+            line[key] = value
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    root = logging.getLogger()
+    if any(isinstance(h.formatter, JsonLogFormatter) for h in root.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLogFormatter())
+    root.handlers = [handler]
+    root.setLevel(level)
+
+
+def new_request_id() -> str:
+    return "req_" + uuid.uuid4().hex
+
+
+class RequestContextMiddleware:
+    """Gives every request an id (echoed in X-Request-Id), refuses bodies over 64 KiB, logs one line per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = new_request_id()
+        token = request_id_var.set(request_id)
+        agent_token = agent_id_var.set(None)
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status, response_started = message["status"], True
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            declared = _content_length(scope)
+            if declared is not None and declared > MAX_BODY_BYTES:
+                await _send_error(PayloadTooLarge(), request_id, send_with_id)
+                return
+            await self.app(scope, _limited(receive), send_with_id)
+        except _BodyTooLarge:
+            await _send_error(PayloadTooLarge(), request_id, send_with_id)
+        except Exception as exc:
+            # The client gets the error shape with no trace; the trace goes to the log and to Sentry.
+            report_unhandled(exc)
+            if response_started:
+                raise
+            await _send_error(AgentPayError(), request_id, send_with_id)
+        finally:
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            log.info(
+                "request",
+                extra={
+                    "fields": {
+                        "method": scope.get("method"),
+                        "path": scope.get("path"),
+                        "status": status,
+                        "duration_ms": round(elapsed_ms, 2),
+                    }
+                },
+            )
+            request_id_var.reset(token)
+            agent_id_var.reset(agent_token)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _limited(receive: Receive) -> Receive:
+    """Count the body as it arrives, so a chunked body without Content-Length is limited too."""
+    seen = 0
+
+    async def wrapped() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > MAX_BODY_BYTES:
+                raise _BodyTooLarge()
+        return message
+
+    return wrapped
+
+
+async def _send_error(error: AgentPayError, request_id: str, send: Send) -> None:
+    body = json.dumps(error.body(request_id)).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
+    await send({"type": "http.response.start", "status": error.http_status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def request_id_of(request: Request) -> str:
+    return getattr(request.state, "request_id", "") or request_id_var.get() or new_request_id()
+
+
+def error_response(error: AgentPayError, request: Request) -> JSONResponse:
+    return JSONResponse(error.body(request_id_of(request)), status_code=error.http_status, headers=error.headers)
+
+
+def _field_name(loc: Iterable[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def validation_error_from(errors: Iterable[Any]) -> ValidationFailed:
+    """FastAPI's or pydantic's error list as our `validation_error` with one {field, message} per problem."""
+    items = []
+    for err in errors:
+        message = str(err.get("msg", "is invalid"))
+        if message.startswith("Value error, "):
+            message = message[len("Value error, ") :]
+        items.append({"field": _field_name(err.get("loc", ())), "message": message})
+    return ValidationFailed(items)
+
+
+async def _on_agentpay_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AgentPayError)
+    return error_response(exc, request)
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return error_response(validation_error_from(exc.errors()), request)
+
+
+async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        return error_response(NotFound("No such route."), request)
+    if exc.status_code == 405:
+        error = AgentPayError("This method is not allowed on this route.", code="method_not_allowed")
+        error.http_status, error.type = 405, "invalid_request"
+        return error_response(error, request)
+    error = AgentPayError(str(exc.detail), code="http_error")
+    error.http_status, error.type = exc.status_code, "invalid_request"
+    return error_response(error, request)
+
+
+def report_unhandled(exc: BaseException) -> None:
+    log.error("unhandled error", exc_info=exc)
+    if _sentry_started:
+        import sentry_sdk
+
+        sentry_sdk.capture_exception(exc)
+
+
+_sentry_started = False
+
+
+def init_sentry(dsn: str | None, *, environment: str, transport: Any = None) -> bool:
+    """Start Sentry once per container when a DSN is configured. Returns whether it is on."""
+    global _sentry_started
+    if not dsn or _sentry_started:
+        return _sentry_started
+    import sentry_sdk
+
+    options: dict[str, Any] = {
+        "dsn": dsn,
+        "environment": environment,
+        "send_default_pii": False,
+        "traces_sample_rate": 0.0,
+        # Our own 500 handler reports the exception; the framework integrations would report it again.
+        "default_integrations": False,
+    }
+    if transport is not None:
+        options["transport"] = transport
+    sentry_sdk.init(**options)
+    _sentry_started = True
+    return True
+
+
+def create_app(*routers: APIRouter, title: str = "AgentPay") -> FastAPI:
+    """A FastAPI app with AgentPay's error shape, request ids, body limit and logging around the given routers."""
+    settings = get_settings()
+    configure_logging()
+    init_sentry(settings.sentry_dsn, environment=settings.agentpay_env)
+    app = FastAPI(title=title, version="1.0.0", docs_url=None, redoc_url=None)
+    app.add_exception_handler(AgentPayError, _on_agentpay_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_middleware(RequestContextMiddleware)
+    for router in routers:
+        app.include_router(router)
+    return app

@@ -1,0 +1,138 @@
+"""Fixtures: one embedded stack (real PostgreSQL, Valkey, localstripe) for the whole run, and API helpers."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.signing import encode, signed_headers
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from shared.localstack import LocalStack
+
+    home = tmp_path_factory.mktemp("agentpay-home")
+    local = LocalStack(home)
+    local.start()
+    yield local
+    local.stop()
+
+
+@pytest.fixture(scope="session")
+def services(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Point every setting at the embedded services and bring the schema up to date."""
+    from shared import auth, db, redis_store, stripe_api
+    from shared.config import get_settings
+    from shared.migrate import apply_migrations
+
+    found = stack.start()
+    home = tmp_path_factory.mktemp("agentpay-settings")
+    os.environ.update(
+        {
+            "AGENTPAY_ENV": "local",
+            "AGENTPAY_HOME": str(home),
+            "DATABASE_URL": found.database_url,
+            "REDIS_URL": found.redis_url,
+            "STRIPE_API_BASE": found.stripe_api_base,
+        }
+    )
+    for name in ("UPSTASH_REDIS_REST_URL", "UPSTASH_REDIS_REST_TOKEN", "STRIPE_SECRET_KEY", "SENTRY_DSN"):
+        os.environ.pop(name, None)
+    get_settings.cache_clear()
+    db.close_pool()
+    stripe_api.get_client.cache_clear()
+    redis_store.get_store.cache_clear()
+    auth.agent_cache.clear()
+    auth.admin_cache.clear()
+    apply_migrations(found.database_url)
+    yield found
+    db.close_pool()
+
+
+@pytest.fixture(scope="session")
+def app(services: Any) -> Any:
+    from shared.local_app import build_local_app
+
+    return build_local_app()
+
+
+@pytest.fixture()
+def client(app: Any) -> Iterator[Any]:
+    from fastapi.testclient import TestClient
+
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@dataclass
+class Org:
+    id: str
+    admin_key: str
+    body: dict[str, Any]
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_key}"}
+
+
+@dataclass
+class Agent:
+    id: str
+    api_key: str
+    org: Org
+    body: dict[str, Any]
+
+
+def make_org(client: Any, *, timezone: str = "UTC", name: str | None = None) -> Org:
+    response = client.post(
+        "/v1/orgs",
+        json={
+            "name": name or f"Org {uuid.uuid4().hex[:6]}",
+            "admin_email": "admin@example.com",
+            "timezone": timezone,
+        },
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    return Org(id=body["organization"]["id"], admin_key=body["admin_key"], body=body)
+
+
+def make_agent(client: Any, org: Org, **limits: int) -> Agent:
+    limits = {"daily_limit": 5000, "per_transaction_limit": 2000, "approval_threshold": 1000, **limits}
+    response = client.post(
+        "/v1/dashboard/agents",
+        json={"name": f"agent-{uuid.uuid4().hex[:6]}", "limits": limits},
+        headers=org.admin_headers,
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    return Agent(id=body["agent"]["id"], api_key=body["api_key"], org=org, body=body)
+
+
+@pytest.fixture()
+def org(client: Any) -> Org:
+    return make_org(client)
+
+
+@pytest.fixture()
+def agent(client: Any, org: Org) -> Agent:
+    return make_agent(client, org)
+
+
+def signed_get(client: Any, api_key: str, path: str, **kwargs: Any) -> Any:
+    return client.get(path, headers=signed_headers(api_key, "GET", path, **kwargs))
+
+
+def signed_post(client: Any, api_key: str, path: str, payload: Any, **kwargs: Any) -> Any:
+    body = encode(payload)
+    return client.post(path, content=body, headers=signed_headers(api_key, "POST", path, body, **kwargs))
+
+
+REPO = Path(__file__).resolve().parent.parent
