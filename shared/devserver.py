@@ -196,7 +196,6 @@ def run_dev_server(*, port: int) -> int:
             app, host=settings.agentpay_host, port=port, log_level="warning", access_log=False, lifespan="off"
         )
         server = uvicorn.Server(config)
-        server.config.setup_event_loop()
         dev = write_dev_file(settings, demo)
         _print_banner(dev, time.monotonic() - started)
         server.run()
