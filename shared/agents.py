@@ -6,10 +6,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from shared import db
-from shared.auth import IssuedKey, KeyMode, issue_agent_key
-from shared.clock import iso
-from shared.errors import NotFound, ValidationFailed
+from shared import audit, budget, db
+from shared.auth import IssuedKey, KeyMode, forget_agent, issue_agent_key
+from shared.clock import clock, iso
+from shared.errors import BudgetUnavailable, NotFound, ValidationFailed
 
 DEFAULT_MAX_REQUESTS_PER_MINUTE = 20
 MAX_DAILY_LIMIT_CENTS = 100_000_000_000  # keeps every day's sum far below 2^53 (Lua numbers are doubles)
@@ -54,6 +54,14 @@ _AGENT_COLUMNS = """
 a.id, a.organization_id, a.name, a.is_active, a.blocked_at, a.blocked_reason, a.key_prefix, a.api_key_hash,
 a.created_at, l.daily_limit_cents, l.per_tx_limit_cents, l.approval_threshold_cents, l.max_requests_per_minute
 """
+
+
+def parse_id(value: str) -> uuid.UUID:
+    """An agent id from a path segment; anything malformed is simply not found."""
+    try:
+        return uuid.UUID(value)
+    except ValueError as exc:
+        raise NotFound("No such agent.") from exc
 
 
 def create_agent(
@@ -127,13 +135,125 @@ def agent_view(row: dict[str, Any], *, spend_today_cents: int = 0) -> dict[str, 
         "blocked_at": iso(row["blocked_at"]),
         "blocked_reason": row["blocked_reason"],
         "key_prefix": row["key_prefix"],
-        "limits": {
-            "daily_limit": daily,
-            "per_transaction_limit": int(row["per_tx_limit_cents"]),
-            "approval_threshold": int(row["approval_threshold_cents"]),
-            "max_requests_per_minute": int(row["max_requests_per_minute"]),
-        },
+        "limits": _limits_of(row),
         "spend_today": spend_today_cents,
         "remaining_today": max(0, daily - spend_today_cents),
         "created_at": iso(row["created_at"]),
     }
+
+
+def update_limits(
+    conn: db.Connection, *, organization_id: uuid.UUID, agent_id: uuid.UUID, limits: Limits, request_id: str
+) -> dict[str, Any]:
+    """Change an agent's limits and audit the change (old and new values) in one database transaction."""
+    limits.validate()
+    with conn.transaction():
+        before = get_agent(conn, organization_id=organization_id, agent_id=agent_id)
+        conn.execute(
+            """
+            UPDATE budget_limits
+            SET daily_limit_cents = %s, per_tx_limit_cents = %s, approval_threshold_cents = %s,
+                max_requests_per_minute = %s, updated_at = now()
+            WHERE agent_id = %s
+            """,
+            (
+                limits.daily_limit_cents,
+                limits.per_tx_limit_cents,
+                limits.approval_threshold_cents,
+                limits.max_requests_per_minute,
+                agent_id,
+            ),
+        )
+        audit.record(
+            conn,
+            organization_id=organization_id,
+            agent_id=agent_id,
+            actor="admin",
+            action="limits.updated",
+            details={
+                "request_id": request_id,
+                "before": _limits_of(before),
+                "after": {
+                    "daily_limit": limits.daily_limit_cents,
+                    "per_transaction_limit": limits.per_tx_limit_cents,
+                    "approval_threshold": limits.approval_threshold_cents,
+                    "max_requests_per_minute": limits.max_requests_per_minute,
+                },
+            },
+        )
+    return get_agent(conn, organization_id=organization_id, agent_id=agent_id)
+
+
+def unblock(conn: db.Connection, *, organization_id: uuid.UUID, agent_id: uuid.UUID, request_id: str) -> dict[str, Any]:
+    """Lift the circuit breaker's block (a no-op for an agent that is not blocked), audited."""
+    with conn.transaction():
+        row = conn.execute(
+            """
+            UPDATE agents SET blocked_at = NULL, blocked_reason = NULL
+            WHERE id = %s AND organization_id = %s AND blocked_at IS NOT NULL
+            RETURNING blocked_at
+            """,
+            (agent_id, organization_id),
+        ).fetchone()
+        if row is not None:
+            audit.record(
+                conn,
+                organization_id=organization_id,
+                agent_id=agent_id,
+                actor="admin",
+                action="agent.unblocked",
+                details={"request_id": request_id},
+            )
+    return get_agent(conn, organization_id=organization_id, agent_id=agent_id)
+
+
+def _limits_of(row: dict[str, Any]) -> dict[str, int]:
+    return {
+        "daily_limit": int(row["daily_limit_cents"]),
+        "per_transaction_limit": int(row["per_tx_limit_cents"]),
+        "approval_threshold": int(row["approval_threshold_cents"]),
+        "max_requests_per_minute": int(row["max_requests_per_minute"]),
+    }
+
+
+# What admins see and change, across Postgres, Redis and this container's caches -----------------------------------
+def spend_today(agent_id: uuid.UUID, timezone: str) -> int:
+    """Cents held or spent today (the organization's day), from the counter the budget engine decides with."""
+    day = budget.budget_day(timezone, clock.now())
+    try:
+        return budget.get_engine().spent(agent_id, day)
+    except BudgetUnavailable:
+        return budget.load_day(agent_id, day).spent_cents
+
+
+def list_agent_views(conn: db.Connection, *, organization_id: uuid.UUID, timezone: str) -> list[dict[str, Any]]:
+    return [
+        agent_view(row, spend_today_cents=spend_today(row["id"], timezone))
+        for row in list_agents(conn, organization_id=organization_id)
+    ]
+
+
+def change_limits(
+    conn: db.Connection,
+    *,
+    organization_id: uuid.UUID,
+    agent_id: uuid.UUID,
+    limits: Limits,
+    timezone: str,
+    request_id: str,
+) -> dict[str, Any]:
+    """Update the limits and make the next payment request of the agent use them."""
+    row = update_limits(conn, organization_id=organization_id, agent_id=agent_id, limits=limits, request_id=request_id)
+    budget.get_engine().forget_limits(agent_id)
+    forget_agent(row["api_key_hash"])
+    return agent_view(row, spend_today_cents=spend_today(agent_id, timezone))
+
+
+def lift_block(
+    conn: db.Connection, *, organization_id: uuid.UUID, agent_id: uuid.UUID, timezone: str, request_id: str
+) -> dict[str, Any]:
+    """Unblock the agent in Postgres and in Redis, and drop this container's cached copy of it."""
+    row = unblock(conn, organization_id=organization_id, agent_id=agent_id, request_id=request_id)
+    budget.get_engine().unblock(agent_id)
+    forget_agent(row["api_key_hash"])
+    return agent_view(row, spend_today_cents=spend_today(agent_id, timezone))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 import zoneinfo
@@ -11,7 +12,9 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from shared.redis_store import LuaScript, RedisStore
+from shared import db
+from shared.errors import BudgetUnavailable
+from shared.redis_store import LuaScript, RedisStore, get_store
 
 _HERE = Path(__file__).parent
 RESERVE_SCRIPT = LuaScript.from_file(_HERE / "reserve_budget.lua")
@@ -246,3 +249,43 @@ def _parse_reply(reply: list[Any]) -> Decision | Replay | Blocked | Tripped:
         ),
         newly_held=int(reply[5]) == 1,
     )
+
+
+# Postgres reads the engine needs ------------------------------------------------------------------------------
+def load_limits(agent_id: uuid.UUID) -> LimitsSnapshot:
+    with db.connection() as conn:
+        row = conn.execute(
+            "SELECT daily_limit_cents, per_tx_limit_cents, approval_threshold_cents, max_requests_per_minute"
+            " FROM budget_limits WHERE agent_id = %s",
+            (agent_id,),
+        ).fetchone()
+    if row is None:
+        raise BudgetUnavailable("This agent has no budget limits.")
+    return LimitsSnapshot(
+        daily_limit_cents=row["daily_limit_cents"],
+        per_tx_limit_cents=row["per_tx_limit_cents"],
+        approval_threshold_cents=row["approval_threshold_cents"],
+        max_requests_per_minute=row["max_requests_per_minute"],
+    )
+
+
+def load_day(agent_id: uuid.UUID, day: date) -> DayTotals:
+    """The day's held and spent cents from the system of record, and the holds that can still be freed."""
+    with db.connection() as conn:
+        rows = conn.execute(
+            """
+            SELECT idempotency_key, amount_cents, status FROM transactions
+            WHERE agent_id = %s AND budget_day = %s AND status IN ('pending', 'approved', 'completed')
+            """,
+            (agent_id, day),
+        ).fetchall()
+    return DayTotals(
+        spent_cents=sum(int(r["amount_cents"]) for r in rows),
+        holds={r["idempotency_key"]: int(r["amount_cents"]) for r in rows if r["status"] != "completed"},
+    )
+
+
+@functools.cache
+def get_engine() -> BudgetEngine:
+    """The container's budget engine over its one Redis store."""
+    return BudgetEngine(get_store(), load_limits=load_limits, load_day=load_day)

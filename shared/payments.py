@@ -25,7 +25,6 @@ from shared.errors import (
     RateLimited,
     RequestInProgress,
 )
-from shared.redis_store import get_store
 from shared.transactions import TRANSACTION_COLUMNS
 
 log = logging.getLogger("agentpay.payments")
@@ -72,44 +71,6 @@ class PaymentOutcome:
     decision: budget.Decision | None = None
 
 
-# Postgres reads the engine needs ------------------------------------------------------------------------------
-def load_limits(agent_id: uuid.UUID) -> budget.LimitsSnapshot:
-    with db.connection() as conn:
-        row = conn.execute(
-            "SELECT daily_limit_cents, per_tx_limit_cents, approval_threshold_cents, max_requests_per_minute"
-            " FROM budget_limits WHERE agent_id = %s",
-            (agent_id,),
-        ).fetchone()
-    if row is None:
-        raise BudgetUnavailable("This agent has no budget limits.")
-    return budget.LimitsSnapshot(
-        daily_limit_cents=row["daily_limit_cents"],
-        per_tx_limit_cents=row["per_tx_limit_cents"],
-        approval_threshold_cents=row["approval_threshold_cents"],
-        max_requests_per_minute=row["max_requests_per_minute"],
-    )
-
-
-def load_day(agent_id: uuid.UUID, day: date) -> budget.DayTotals:
-    """The day's held and spent cents from the system of record, and the holds that can still be freed."""
-    with db.connection() as conn:
-        rows = conn.execute(
-            """
-            SELECT idempotency_key, amount_cents, status FROM transactions
-            WHERE agent_id = %s AND budget_day = %s AND status IN ('pending', 'approved', 'completed')
-            """,
-            (agent_id, day),
-        ).fetchall()
-    return budget.DayTotals(
-        spent_cents=sum(int(r["amount_cents"]) for r in rows),
-        holds={r["idempotency_key"]: int(r["amount_cents"]) for r in rows if r["status"] != "completed"},
-    )
-
-
-def engine() -> budget.BudgetEngine:
-    return budget.BudgetEngine(get_store(), load_limits=load_limits, load_day=load_day)
-
-
 # The request --------------------------------------------------------------------------------------------------
 def request_payment(
     agent: AgentIdentity, request: PaymentRequest, *, request_id: str, approval_ttl_seconds: int
@@ -121,7 +82,7 @@ def request_payment(
     day = budget.budget_day(agent.timezone, now)
     transaction_id = uuid.uuid4()
     request_hash = request.request_hash()
-    budget_engine = engine()
+    budget_engine = budget.get_engine()
     verdict = budget_engine.reserve(
         budget.ReserveRequest(
             agent_id=agent.id,

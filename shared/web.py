@@ -57,6 +57,7 @@ def configure_logging(level: int = logging.INFO) -> None:
     handler.setFormatter(JsonLogFormatter())
     root.handlers = [handler]
     root.setLevel(level)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def new_request_id() -> str:

@@ -28,7 +28,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def services(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Point every setting at the embedded services and bring the schema up to date."""
-    from shared import auth, db, redis_store, stripe_api
+    from shared import auth, budget, db, redis_store, stripe_api
     from shared.config import get_settings
     from shared.migrate import apply_migrations
 
@@ -49,6 +49,7 @@ def services(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[A
     db.close_pool()
     stripe_api.get_client.cache_clear()
     redis_store.get_store.cache_clear()
+    budget.get_engine.cache_clear()
     auth.agent_cache.clear()
     auth.admin_cache.clear()
     apply_migrations(found.database_url)
@@ -136,3 +137,79 @@ def signed_post(client: Any, api_key: str, path: str, payload: Any, **kwargs: An
 
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServerProcess:
+    """The local app served by a real uvicorn process on loopback (real HTTP, its own pools and caches)."""
+
+    def __init__(self, port: int, extra_env: dict[str, str] | None = None) -> None:
+        import subprocess
+        import sys
+
+        self.port = port
+        self.base_url = f"http://127.0.0.1:{port}"
+        env = {**os.environ, "AGENTPAY_PORT": str(port), **(extra_env or {})}
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "shared.local_app:build_local_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            cwd=REPO,
+            env=env,
+        )
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        import time
+
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}")
+            try:
+                if httpx.get(self.base_url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("server did not become ready")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except Exception:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture(scope="session")
+def live_servers(services: Any) -> Iterator[list[ServerProcess]]:
+    """Two server processes sharing the embedded services, as two Lambda containers would."""
+    servers = [ServerProcess(_free_port()), ServerProcess(_free_port())]
+    try:
+        for server in servers:
+            server.wait_ready()
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()

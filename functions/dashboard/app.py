@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Request
 from mangum import Mangum
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
@@ -12,7 +12,7 @@ from shared import agents, db, organizations, stripe_api
 from shared.deps import AdminDep, SettingsDep
 from shared.errors import SignupTokenRequired
 from shared.health import router as health_router
-from shared.web import create_app
+from shared.web import create_app, request_id_of
 
 router = APIRouter()
 
@@ -82,6 +82,38 @@ def create_agent(body: AgentIn, admin: AdminDep, settings: SettingsDep) -> dict[
             key_mode=settings.key_mode,
         )
     return {"agent": agents.agent_view(created.agent), "api_key": created.api_key.plaintext}
+
+
+@router.get("/v1/dashboard/agents", tags=["dashboard"], summary="List the organization's agents with today's spend")
+def list_agents(admin: AdminDep) -> dict[str, Any]:
+    with db.connection() as conn:
+        data = agents.list_agent_views(conn, organization_id=admin.organization_id, timezone=admin.timezone)
+    return {"object": "list", "data": data}
+
+
+@router.put("/v1/dashboard/agents/{agent_id}/limits", tags=["dashboard"], summary="Change an agent's limits")
+def update_limits(agent_id: str, body: LimitsIn, request: Request, admin: AdminDep) -> dict[str, Any]:
+    with db.connection() as conn:
+        return agents.change_limits(
+            conn,
+            organization_id=admin.organization_id,
+            agent_id=agents.parse_id(agent_id),
+            limits=body.to_limits(),
+            timezone=admin.timezone,
+            request_id=request_id_of(request),
+        )
+
+
+@router.post("/v1/dashboard/agents/{agent_id}/unblock", tags=["dashboard"], summary="Lift the circuit breaker's block")
+def unblock_agent(agent_id: str, request: Request, admin: AdminDep) -> dict[str, Any]:
+    with db.connection() as conn:
+        return agents.lift_block(
+            conn,
+            organization_id=admin.organization_id,
+            agent_id=agents.parse_id(agent_id),
+            timezone=admin.timezone,
+            request_id=request_id_of(request),
+        )
 
 
 def _signup_token_ok(sent: str | None, expected: str | None) -> bool:
