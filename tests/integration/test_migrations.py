@@ -118,9 +118,7 @@ def test_a_fresh_database_gets_every_migration_and_a_second_run_applies_nothing(
 
 
 def test_a_sqlalchemy_style_url_is_accepted(database_url: str) -> None:
-    assert (
-        apply_migrations(database_url.replace("postgresql://", "postgresql+psycopg://", 1)) == ALL_MIGRATIONS
-    )
+    assert apply_migrations(database_url.replace("postgresql://", "postgresql+psycopg://", 1)) == ALL_MIGRATIONS
 
 
 def _race(database_url: str, directory: Path, processes: int) -> list[list[str]]:
@@ -162,9 +160,7 @@ def test_concurrent_runs_on_a_fresh_database_all_succeed_and_apply_each_migratio
     assert pending_migrations(database_url) == []
 
 
-def test_concurrent_runs_wait_for_a_slow_migration_and_run_each_body_once(
-    database_url: str, tmp_path: Path
-) -> None:
+def test_concurrent_runs_wait_for_a_slow_migration_and_run_each_body_once(database_url: str, tmp_path: Path) -> None:
     (tmp_path / "0001_runs.sql").write_text("CREATE TABLE runs (migration text NOT NULL);\n")
     (tmp_path / "0002_slow.sql").write_text("SELECT pg_sleep(1);\nINSERT INTO runs VALUES ('0002');\n")
     (tmp_path / "0003_after.sql").write_text("INSERT INTO runs VALUES ('0003');\n")
@@ -187,9 +183,7 @@ def test_a_failing_migration_leaves_nothing_behind(database_url: str, tmp_path: 
     assert isinstance(failure.value.__cause__, errors.DivisionByZero)
     assert pending_migrations(database_url, tmp_path) == ["0002_bad"]
     with psycopg.connect(database_url) as c:
-        tables = c.execute(
-            "SELECT to_regclass('good') IS NOT NULL, to_regclass('half') IS NOT NULL"
-        ).fetchone()
+        tables = c.execute("SELECT to_regclass('good') IS NOT NULL, to_regclass('half') IS NOT NULL").fetchone()
     assert tables == (True, False)
 
 
@@ -274,17 +268,13 @@ def test_transactions_refuse_invalid_rows(
 
 def test_transactions_accept_each_valid_state(conn: psycopg.Connection, agent: dict[str, Any]) -> None:
     expires = datetime.now(UTC) + timedelta(hours=24)
-    _insert_transaction(
-        conn, agent, status="pending", decision_reason="approval_required", approval_expires_at=expires
-    )
+    _insert_transaction(conn, agent, status="pending", decision_reason="approval_required", approval_expires_at=expires)
     _insert_transaction(conn, agent, status="completed", stripe_charge_id="pi_123", context={"task": "x"})
     _insert_transaction(conn, agent, status="declined", decision_reason="daily_limit_exceeded")
     _insert_transaction(conn, agent, status="timed_out", decision_reason="approval_timed_out")
 
 
-def test_an_idempotency_key_is_unique_per_agent_not_globally(
-    conn: psycopg.Connection, agent: dict[str, Any]
-) -> None:
+def test_an_idempotency_key_is_unique_per_agent_not_globally(conn: psycopg.Connection, agent: dict[str, Any]) -> None:
     _insert_transaction(conn, agent, idempotency_key="k-1")
     with pytest.raises(errors.UniqueViolation):
         _insert_transaction(conn, agent, idempotency_key="k-1")

@@ -168,9 +168,7 @@ def test_ping(store: RedisStore) -> None:
         ("nested", [1, "two", None, [3, ["four", "budget:counter"]], 7]),
     ],
 )
-def test_script_replies_have_the_same_python_types_on_both_stores(
-    store: RedisStore, kind: str, expected: Any
-) -> None:
+def test_script_replies_have_the_same_python_types_on_both_stores(store: RedisStore, kind: str, expected: Any) -> None:
     assert store.run_script(REPLIES, ["budget:counter", "budget:never"], [kind, 7]) == expected
 
 
@@ -238,9 +236,7 @@ def test_script_arguments_refuse_bool(store: RedisStore) -> None:
 
 
 # Outages ----------------------------------------------------------------------------------------------------
-def test_valkey_down_is_budget_unavailable_quickly_and_service_resumes(
-    store: RedisStore, valkey: ValkeyServer
-) -> None:
+def test_valkey_down_is_budget_unavailable_quickly_and_service_resumes(store: RedisStore, valkey: ValkeyServer) -> None:
     store.run_script(REPLIES, ["budget:counter", "budget:never"], ["int", 5])
     valkey.stop()
     try:
@@ -297,9 +293,7 @@ def test_upstash_with_a_wrong_token_is_budget_unavailable(bridge: UpstashBridge)
 
 # Choosing a store -------------------------------------------------------------------------------------------
 def test_store_from_settings_prefers_upstash(valkey: ValkeyServer, bridge: UpstashBridge) -> None:
-    upstash = store_from_settings(
-        upstash_url=bridge.url, upstash_token=TOKEN, redis_url=valkey.connection_url
-    )
+    upstash = store_from_settings(upstash_url=bridge.url, upstash_token=TOKEN, redis_url=valkey.connection_url)
     local = store_from_settings(upstash_url=None, upstash_token=None, redis_url=valkey.connection_url)
 
     assert isinstance(upstash, UpstashStore)
@@ -336,9 +330,7 @@ def test_bridge_encodes_base64_only_when_asked(bridge: UpstashBridge) -> None:
     httpx.post(bridge.url, json=["SET", "budget:enc", "héllo"], headers=auth)
 
     plain = httpx.post(bridge.url, json=["GET", "budget:enc"], headers=auth)
-    encoded = httpx.post(
-        bridge.url, json=["GET", "budget:enc"], headers={**auth, "Upstash-Encoding": "base64"}
-    )
+    encoded = httpx.post(bridge.url, json=["GET", "budget:enc"], headers={**auth, "Upstash-Encoding": "base64"})
 
     assert plain.json() == {"result": "héllo"}
     assert encoded.json() == {"result": "aMOpbGxv"}

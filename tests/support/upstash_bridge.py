@@ -106,9 +106,7 @@ class UpstashBridge:
 class _BridgeServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(
-        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], *, client: Any, token: str
-    ):
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], *, client: Any, token: str):
         super().__init__(address, handler)
         self.client: redis.Redis = client
         self.token = token
