@@ -1,0 +1,143 @@
+"""The budget engine's contract, run through redis-py and through the Upstash client (via the REST bridge)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+from typing import Any
+
+import pytest
+
+from shared import budget
+from shared.redis_store import RedisPyStore, RedisStore, UpstashStore
+from tests.support.upstash_bridge import UpstashBridge
+
+DAY = date(2026, 11, 24)
+LIMITS = budget.LimitsSnapshot(
+    daily_limit_cents=1000, per_tx_limit_cents=600, approval_threshold_cents=300, max_requests_per_minute=50
+)
+
+
+@pytest.fixture(params=["redis-py", "upstash"])
+def store(request: pytest.FixtureRequest, services: Any) -> Iterator[RedisStore]:
+    if request.param == "redis-py":
+        yield RedisPyStore(services.redis_url)
+        return
+    with UpstashBridge(services.redis_url, "bridge-token") as bridge:
+        yield UpstashStore(bridge.url, "bridge-token")
+
+
+class Engine:
+    """An engine whose Postgres side is a dictionary the test controls."""
+
+    def __init__(self, store: RedisStore) -> None:
+        self.postgres_day = budget.DayTotals(spent_cents=0, holds={})
+        self.day_loads = 0
+        self.engine = budget.BudgetEngine(store, load_limits=lambda _agent: LIMITS, load_day=self._load_day)
+        self.agent = uuid.uuid4()
+
+    def _load_day(self, _agent: uuid.UUID, _day: date) -> budget.DayTotals:
+        self.day_loads += 1
+        return self.postgres_day
+
+    def reserve(self, amount: int, key: str | None = None, *, request_id: str | None = None) -> Any:
+        return self.engine.reserve(
+            budget.ReserveRequest(
+                agent_id=self.agent,
+                idempotency_key=key or uuid.uuid4().hex,
+                transaction_id=uuid.uuid4(),
+                request_hash="h",
+                amount_cents=amount,
+                day=DAY,
+                expire_at=budget.day_keys_expire_at("UTC", DAY),
+                request_id=request_id or uuid.uuid4().hex,
+                now_ms=1_764_000_000_000,
+            )
+        )
+
+    def spent(self) -> int:
+        return self.engine.spent(self.agent, DAY)
+
+
+def test_outcomes_follow_threshold_and_limits(store: RedisStore) -> None:
+    e = Engine(store)
+    assert e.reserve(300).outcome == "approved"
+    assert e.reserve(301).outcome == "pending"
+    assert e.reserve(601).outcome == "per_transaction_limit_exceeded"
+    assert e.reserve(400).outcome == "daily_limit_exceeded"  # 601 held; 1001 > 1000
+    assert e.reserve(399).outcome == "pending"
+    assert e.spent() == 1000
+
+
+def test_the_same_reservation_twice_counts_once(store: RedisStore) -> None:
+    e = Engine(store)
+    first = e.engine.reserve(
+        req := budget.ReserveRequest(
+            agent_id=e.agent,
+            idempotency_key="k",
+            transaction_id=uuid.uuid4(),
+            request_hash="h",
+            amount_cents=200,
+            day=DAY,
+            expire_at=budget.day_keys_expire_at("UTC", DAY),
+            request_id="r1",
+            now_ms=1_764_000_000_000,
+        )
+    )
+    again = e.engine.reserve(req)  # a lost reply retried: same transaction id, same request id
+    assert isinstance(first, budget.Decision) and isinstance(again, budget.Decision)
+    assert first.newly_held and not again.newly_held
+    assert again.outcome == "approved"
+    assert e.spent() == 200
+
+
+def test_a_second_request_with_the_key_is_a_replay(store: RedisStore) -> None:
+    e = Engine(store)
+    e.reserve(200, key="k")
+    replay = e.reserve(200, key="k")
+    assert isinstance(replay, budget.Replay) and replay.request_hash == "h"
+    assert e.spent() == 200
+
+
+def test_release_frees_exactly_once_and_settle_keeps_it_spent(store: RedisStore) -> None:
+    e = Engine(store)
+    e.reserve(300, key="a")
+    e.reserve(200, key="b")
+    assert e.engine.release(agent_id=e.agent, day=DAY, idempotency_key="a") == 300
+    assert e.engine.release(agent_id=e.agent, day=DAY, idempotency_key="a") == 0
+    e.engine.settle(agent_id=e.agent, day=DAY, idempotency_key="b")
+    assert e.engine.release(agent_id=e.agent, day=DAY, idempotency_key="b") == 0
+    assert e.spent() == 200
+
+
+def test_a_missing_counter_is_rebuilt_from_postgres_with_its_holds(store: RedisStore) -> None:
+    e = Engine(store)
+    e.postgres_day = budget.DayTotals(spent_cents=900, holds={"held": 400})
+    assert e.reserve(101).outcome == "daily_limit_exceeded"
+    assert e.day_loads == 1
+    assert e.reserve(100).outcome == "approved"
+    assert e.day_loads == 1, "the counter is rebuilt once, then Redis decides alone"
+    assert e.engine.release(agent_id=e.agent, day=DAY, idempotency_key="held") == 400
+    assert e.spent() == 600
+
+
+def test_concurrent_reservations_never_exceed_the_daily_limit(store: RedisStore) -> None:
+    e = Engine(store)
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(lambda _i: e.reserve(100).outcome, range(40)))
+    assert results.count("approved") + results.count("pending") == 10
+    assert e.spent() == 1000
+
+
+def test_day_keys_carry_their_expiry(store: RedisStore, services: Any) -> None:
+    import redis
+
+    e = Engine(store)
+    e.reserve(100)
+    raw = redis.Redis.from_url(services.redis_url)
+    expire_at = raw.expiretime(budget.spent_key(e.agent, DAY))
+    assert expire_at == budget.day_keys_expire_at("UTC", DAY)
+    assert raw.expiretime(budget.holds_key(e.agent, DAY)) == expire_at
+    assert 0 < raw.ttl(budget.limits_key(e.agent)) <= 10
