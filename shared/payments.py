@@ -19,11 +19,13 @@ from shared.auth import AgentIdentity, forget_agent
 from shared.clock import clock
 from shared.errors import (
     AgentBlocked,
+    AgentPayError,
     BudgetUnavailable,
     DatabaseUnavailable,
     IdempotencyKeyReused,
     RateLimited,
     RequestInProgress,
+    ValidationFailed,
 )
 from shared.transactions import TRANSACTION_COLUMNS
 
@@ -102,7 +104,7 @@ def request_payment(
         block_agent(agent, request_id=request_id, count=verdict.count, limit=verdict.max_requests_per_minute)
         raise RateLimited(retry_after=60)
     if isinstance(verdict, budget.Replay):
-        return _replay(agent, request.idempotency_key, request_hash, wait_for=verdict.transaction_id)
+        return _replay(agent, request, request_hash, request_id=request_id, wait_for=verdict.transaction_id)
 
     status, reason = _status_and_reason(verdict.outcome)
     expires_at = now + timedelta(seconds=approval_ttl_seconds) if status == "pending" else None
@@ -126,7 +128,7 @@ def request_payment(
         # The key was used before and Redis had forgotten (flushed, or the 30 s claim expired).
         if verdict.newly_held:
             _undo_reservation(budget_engine, agent, request, day, transaction_id, verdict)
-        return _replay(agent, request.idempotency_key, request_hash, wait_for=None)
+        return _replay(agent, request, request_hash, request_id=request_id, wait_for=None)
     return PaymentOutcome(transaction=row, replayed=False, decision=verdict)
 
 
@@ -255,7 +257,7 @@ def _undo_reservation(
 
 
 def _replay(
-    agent: AgentIdentity, idempotency_key: str, request_hash: str, *, wait_for: uuid.UUID | None
+    agent: AgentIdentity, request: PaymentRequest, request_hash: str, *, request_id: str, wait_for: uuid.UUID | None
 ) -> PaymentOutcome:
     """Answer a repeated key with the transaction as it is now, or 409 when the parameters differ."""
     deadline = time.monotonic() + REPLAY_WAIT_SECONDS
@@ -263,15 +265,45 @@ def _replay(
         with db.connection() as conn:
             row = conn.execute(
                 f"SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE agent_id = %s AND idempotency_key = %s",
-                (agent.id, idempotency_key),
+                (agent.id, request.idempotency_key),
             ).fetchone()
         if row is not None:
             if row["request_hash"] != request_hash:
                 raise IdempotencyKeyReused()
+            _record_replay(agent, row["id"], request_id)
             return PaymentOutcome(transaction=row, replayed=True)
         if wait_for is None or time.monotonic() > deadline:
             raise RequestInProgress()
         time.sleep(0.02)
+
+
+def record_rejection(agent: AgentIdentity, error: AgentPayError, request_id: str) -> None:
+    """An authenticated payment request that was refused before it became a transaction still leaves an entry."""
+    details: dict[str, Any] = {"request_id": request_id, "code": error.code, "http_status": error.http_status}
+    if isinstance(error, ValidationFailed):
+        details["errors"] = error.errors
+    with db.connection() as conn:
+        audit.record(
+            conn,
+            organization_id=agent.organization_id,
+            agent_id=agent.id,
+            actor=f"agent:{agent.id}",
+            action="payment.rejected",
+            details=details,
+        )
+
+
+def _record_replay(agent: AgentIdentity, transaction_id: uuid.UUID, request_id: str) -> None:
+    with db.connection() as conn:
+        audit.record(
+            conn,
+            organization_id=agent.organization_id,
+            agent_id=agent.id,
+            transaction_id=transaction_id,
+            actor=f"agent:{agent.id}",
+            action="payment.replayed",
+            details={"request_id": request_id},
+        )
 
 
 def block_agent(agent: AgentIdentity, *, request_id: str, count: int, limit: int) -> bool:

@@ -184,14 +184,29 @@ def validation_error_from(errors: Iterable[Any]) -> ValidationFailed:
     return ValidationFailed(items)
 
 
+async def _note_rejection(request: Request, error: AgentPayError) -> None:
+    """Routes that must audit refused requests (payment requests, I3) leave a callback on the request."""
+    on_rejected = getattr(request.state, "on_rejected", None)
+    if on_rejected is not None:
+        from starlette.concurrency import run_in_threadpool
+
+        try:
+            await run_in_threadpool(on_rejected, error, request_id_of(request))
+        except AgentPayError:
+            log.warning("could not audit a refused request", extra={"fields": {"code": error.code}})
+
+
 async def _on_agentpay_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AgentPayError)
+    await _note_rejection(request, exc)
     return error_response(exc, request)
 
 
 async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    return error_response(validation_error_from(exc.errors()), request)
+    error = validation_error_from(exc.errors())
+    await _note_rejection(request, error)
+    return error_response(error, request)
 
 
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 from mangum import Mangum
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from shared import payments
+from shared.auth import AgentIdentity
 from shared.deps import AgentDep, SettingsDep
 from shared.errors import BudgetExceededError, UnsupportedCurrency, ValidationFailed
 from shared.health import router as health_router
@@ -87,6 +89,12 @@ def _idempotency_key(from_body: str | None, from_header: str | None) -> str:
     return key
 
 
+def audited_agent(request: Request, agent: AgentDep) -> AgentIdentity:
+    """The calling agent; from here on a refused request is audited too (ARCHITECTURE.md, I3)."""
+    request.state.on_rejected = functools.partial(payments.record_rejection, agent)
+    return agent
+
+
 @router.post(
     "/v1/payment-request",
     status_code=201,
@@ -95,7 +103,7 @@ def _idempotency_key(from_body: str | None, from_header: str | None) -> str:
 def create_payment_request(
     body: PaymentRequestIn,
     request: Request,
-    agent: AgentDep,
+    agent: Annotated[AgentIdentity, Depends(audited_agent)],
     settings: SettingsDep,
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> JSONResponse:
