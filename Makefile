@@ -10,8 +10,8 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(STAMP): $(PY) pyproject.toml
-	$(PY) -m pip install --quiet -e '.[dev]'
+$(STAMP): $(PY) pyproject.toml sdk/python/pyproject.toml
+	$(PY) -m pip install --quiet -e '.[dev]' -e sdk/python
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -31,6 +31,7 @@ cfn-lint: $(STAMP)
 
 pytest: $(STAMP)
 	$(PY) -m pytest
+	$(PY) -m pytest sdk/python/tests
 
 test: lint typecheck cfn-lint pytest
 

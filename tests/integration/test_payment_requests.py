@@ -393,3 +393,72 @@ def test_an_agent_cannot_read_another_agents_transaction_in_its_own_org(client: 
     tx = pay(client, agent, 100).json()
     assert signed_get(client, sibling.api_key, f"/v1/transactions/{tx['id']}").status_code == 404
     assert signed_get(client, agent.api_key, f"/v1/transactions/{tx['id']}").status_code == 200
+
+
+# Audit (I3) ---------------------------------------------------------------------------------------------------
+def test_every_authenticated_payment_request_leaves_an_audit_entry(client: Any) -> None:
+    from shared import db
+
+    # Requests refused before a decision (422) do not count towards the circuit breaker's rate.
+    agent = make_agent(client, make_org(client), max_requests_per_minute=6)
+    outcomes = [
+        pay(client, agent, 100, key="a").status_code,  # approved
+        pay(client, agent, 1500, key="b").status_code,  # pending
+        pay(client, agent, 2500, key="c").status_code,  # declined
+        pay(client, agent, 100, key="a").status_code,  # replayed
+        pay(client, agent, 101, key="a").status_code,  # key reused
+        pay(client, agent, 0, key="d").status_code,  # invalid
+        pay(client, agent, 100, currency="eur").status_code,  # unsupported currency
+        pay(client, agent, 100).status_code,  # the 6th decided: still allowed
+        pay(client, agent, 100).status_code,  # the 7th: trips the breaker
+        pay(client, agent, 100).status_code,  # blocked
+    ]
+    assert outcomes == [201, 202, 402, 200, 409, 422, 422, 201, 429, 403]
+    with db.connection() as conn:
+        rows = conn.execute(
+            "SELECT action, details FROM audit_logs WHERE agent_id = %s ORDER BY created_at", (agent.id,)
+        ).fetchall()
+    actions = [r["action"] for r in rows]
+    assert actions == [
+        "payment.approved",
+        "payment.pending_approval",
+        "budget.exceeded",
+        "payment.declined",
+        "payment.replayed",
+        "payment.rejected",
+        "payment.rejected",
+        "payment.rejected",
+        "payment.approved",
+        "agent.blocked",
+        "payment.rejected",
+        "payment.rejected",
+    ]
+    codes = [r["details"].get("code") for r in rows if r["action"] == "payment.rejected"]
+    assert codes == [
+        "idempotency_key_reused",
+        "validation_error",
+        "unsupported_currency",
+        "rate_limited",
+        "agent_blocked",
+    ]
+    assert all(r["details"]["request_id"].startswith("req_") for r in rows)
+    declined = next(r for r in rows if r["action"] == "budget.exceeded")["details"]
+    assert declined["limits"]["per_transaction_limit"] == 2000 and declined["amount"] == 2500
+
+
+def test_audit_entries_cannot_be_changed_or_deleted(client: Any, agent: Agent) -> None:
+    import psycopg
+
+    from shared import db
+
+    tx = pay(client, agent, 100).json()
+    with db.connection() as conn:
+        for statement in (
+            "UPDATE audit_logs SET action = 'payment.declined' WHERE transaction_id = %s",
+            "DELETE FROM audit_logs WHERE transaction_id = %s",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement, (tx["id"],))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("TRUNCATE audit_logs")
+    assert audit_actions(tx["id"]) == ["payment.approved"]
