@@ -1,0 +1,180 @@
+"""`agentpay dev` as a newcomer runs it, and the CLI commands that create organizations and agents."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from tests.conftest import REPO
+from tests.support.signing import encode, signed_headers
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _clean_env(home: Path, port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "STRIPE_API_BASE"}}
+    env.update({"AGENTPAY_HOME": str(home), "AGENTPAY_PORT": str(port), "AGENTPAY_ENV": "local"})
+    return env
+
+
+def _servers_of(home: Path, ports: list[int]) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline", "cwd"]):
+        try:
+            text = " ".join(proc.info["cmdline"] or []) + " " + (proc.info["name"] or "")
+            ours = str(home) in text or any(f":{p}" in text for p in ports)
+            if ours and any(n in text for n in ("postgres", "valkey", "localstripe")):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def _start_dev(home: Path, port: int) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", "dev", "--port", str(port)],
+        cwd=REPO,
+        env=_clean_env(home, port),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    dev_file = home / "dev.json"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"agentpay dev exited early:\n{process.stdout.read() if process.stdout else ''}")
+        if dev_file.exists():
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    return process, json.loads(dev_file.read_text())
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.2)
+    process.kill()
+    raise AssertionError("agentpay dev did not become ready within 60 s")
+
+
+def test_dev_server_serves_prints_keys_reuses_data_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    port = _free_port()
+    process, dev = _start_dev(home, port)
+    try:
+        assert set(dev) >= {
+            "base_url",
+            "dashboard_url",
+            "admin_key",
+            "agent_key",
+            "organization_id",
+            "agent_id",
+            "database_url",
+            "redis_url",
+            "stripe_api_base",
+            "outbox_dir",
+        }
+        assert dev["base_url"] == f"http://127.0.0.1:{port}"
+        body = encode({"amount": 1250, "merchant": "m", "purpose": "p", "idempotency_key": "dev-1"})
+        path = "/v1/payment-request"
+        response = httpx.post(
+            dev["base_url"] + path, content=body, headers=signed_headers(dev["agent_key"], "POST", path, body)
+        )
+        assert response.status_code == 201, response.text
+        ports = [int(dev["redis_url"].rsplit(":", 1)[1].split("/")[0]), int(dev["stripe_api_base"].rsplit(":", 1)[1])]
+    finally:
+        process.send_signal(signal.SIGINT)  # Ctrl-C
+        output, _ = process.communicate(timeout=30)
+    assert dev["agent_key"] in output and dev["admin_key"] in output and "/dashboard" in output
+    assert "AgentPay-Signature" in output  # the signed request to copy
+    assert not (home / "dev.json").exists()
+    time.sleep(0.5)
+    assert _servers_of(home, ports) == []
+
+    # A second run keeps the first one's data: same demo keys, and the payment is still there.
+    process, again = _start_dev(home, port)
+    try:
+        assert again["agent_key"] == dev["agent_key"]
+        replay = httpx.post(
+            again["base_url"] + path, content=body, headers=signed_headers(dev["agent_key"], "POST", path, body)
+        )
+        assert replay.status_code == 200 and replay.headers["idempotent-replayed"] == "true"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+    assert process.returncode == 0
+    time.sleep(0.5)
+    assert _servers_of(home, ports) == []
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "shared.cli", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=60,
+    )
+
+
+def test_cli_creates_an_organization_and_an_agent_with_working_keys(services: Any, client: Any) -> None:
+    org = _cli("org", "create", "--name", "CLI Org", "--admin-email", "cli@example.com", "--timezone", "Europe/Berlin")
+    assert org.returncode == 0, org.stderr
+    created = json.loads(org.stdout)
+    assert created["admin_key"].startswith("apa_test_") and "only once" in org.stderr
+    agent = _cli(
+        "agent",
+        "create",
+        "--organization-id",
+        created["organization"]["id"],
+        "--name",
+        "cli-agent",
+        "--daily-limit",
+        "5000",
+        "--per-transaction-limit",
+        "1000",
+        "--approval-threshold",
+        "500",
+    )
+    assert agent.returncode == 0, agent.stderr
+    agent_key = json.loads(agent.stdout)["api_key"]
+    listed = client.get("/v1/dashboard/agents", headers={"Authorization": f"Bearer {created['admin_key']}"})
+    assert [a["name"] for a in listed.json()["data"]] == ["cli-agent"]
+    path = "/v1/payment-request"
+    body = encode({"amount": 100, "merchant": "m", "purpose": "p", "idempotency_key": "cli-1"})
+    assert client.post(path, content=body, headers=signed_headers(agent_key, "POST", path, body)).status_code == 201
+
+
+def test_cli_refuses_bad_limits_with_a_readable_message(services: Any) -> None:
+    import uuid
+
+    result = _cli(
+        "agent",
+        "create",
+        "--organization-id",
+        str(uuid.uuid4()),
+        "--name",
+        "x",
+        "--daily-limit",
+        "10",
+        "--per-transaction-limit",
+        "20",
+        "--approval-threshold",
+        "0",
+    )
+    assert result.returncode == 2
+    assert "per_transaction_limit: must not exceed daily_limit" in result.stderr
+    assert "Traceback" not in result.stderr
