@@ -179,3 +179,29 @@ def test_dashboard_requires_an_admin_key(client: Any) -> None:
 
 def test_ids_are_uuids(client: Any, org: Org) -> None:
     uuid.UUID(org.id)
+
+
+def test_log_lines_are_json_with_request_and_agent_ids(client: Any, org: Org) -> None:
+    import io
+    import json
+    import logging
+
+    from shared.web import JsonLogFormatter
+    from tests.conftest import make_agent, signed_get
+
+    agent = make_agent(client, org)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonLogFormatter())
+    logger = logging.getLogger("agentpay")
+    logger.addHandler(handler)
+    try:
+        response = signed_get(client, agent.api_key, f"/v1/transactions/{uuid.uuid4()}")
+    finally:
+        logger.removeHandler(handler)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    request_line = next(line for line in lines if line["message"] == "request")
+    assert request_line["request_id"] == response.headers["x-request-id"]
+    assert request_line["agent_id"] == agent.id
+    assert request_line["status"] == 404 and request_line["path"].startswith("/v1/transactions/")
+    assert agent.api_key not in stream.getvalue()

@@ -1,4 +1,4 @@
-"""The schema and its migration runner, against a real PostgreSQL (pgserver)."""
+"""The schema and its migration runner, against the suite's real embedded PostgreSQL."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pgserver
 import psycopg
 import pytest
 from psycopg import errors, sql
@@ -33,20 +32,14 @@ ALL_MIGRATIONS = [m.name for m in read_migrations()]
 
 
 # Fixtures ---------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
-    yield server
-    server.cleanup()
-
-
 @pytest.fixture
-def database_url(pg_server: Any) -> str:
-    """A fresh, empty database of its own for each test."""
+def database_url(services: Any) -> str:
+    """A fresh, empty database of its own for each test, on the suite's PostgreSQL."""
     name = f"migrations_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server.get_uri(), autocommit=True) as admin:
+    with psycopg.connect(services.database_url, autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return str(pg_server.get_uri(name))
+    base, _, query = services.database_url.partition("?")
+    return f"{base.rsplit('/', 1)[0]}/{name}?{query}"
 
 
 @pytest.fixture
