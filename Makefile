@@ -36,7 +36,7 @@ pytest: $(STAMP)
 test: lint typecheck cfn-lint pytest
 
 bench: $(STAMP)
-	$(PY) bench/request_latency.py
+	$(PY) bench/run.py
 
 clean:
 	rm -rf $(VENV) .agentpay .pytest_cache .mypy_cache .ruff_cache

@@ -237,6 +237,14 @@ def authenticate_admin(authorization: str | None) -> AdminIdentity:
     return admin
 
 
+def is_cached(authorization: str | None, cache: _TtlCache) -> bool:
+    """Whether authenticating this header needs no database round trip (so it can run on the event loop)."""
+    try:
+        return cache.get(hash_key(bearer_key(authorization))) is not None
+    except MissingApiKey:
+        return True
+
+
 def forget_agent(key_hash: str) -> None:
     """Drop a cached agent at once (its key was rotated, it was disabled, or its limits changed)."""
     with agent_cache._lock:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -20,8 +22,22 @@ log = logging.getLogger("agentpay.db")
 Connection = psycopg.Connection[dict[str, Any]]
 
 
+IDLE_CHECK_SECONDS = 5.0  # a connection idle longer than this is checked before use (a Lambda container resumed)
+_last_returned: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = weakref.WeakKeyDictionary()
+
+
+def _note_returned(conn: psycopg.Connection[Any]) -> None:
+    _last_returned[conn] = time.monotonic()
+
+
+def _check_if_idle(conn: psycopg.Connection[Any]) -> None:
+    """Check a connection that sat idle: a dead one raises and the pool replaces it. Busy ones skip the round trip."""
+    if time.monotonic() - _last_returned.get(conn, 0.0) > IDLE_CHECK_SECONDS:
+        ConnectionPool.check_connection(conn)
+
+
 def create_pool(database_url: str, *, max_size: int, connect_timeout: float) -> ConnectionPool[Any]:
-    """A pool that survives a dropped connection: each one is checked before use and replaced if dead."""
+    """A pool that survives a dropped connection: an idle one is checked before use and replaced if dead."""
     pool: ConnectionPool[Any] = ConnectionPool(
         database_url,
         min_size=1,
@@ -33,7 +49,8 @@ def create_pool(database_url: str, *, max_size: int, connect_timeout: float) -> 
             "row_factory": dict_row,
             "autocommit": True,
         },
-        check=ConnectionPool.check_connection,
+        check=_check_if_idle,
+        reset=_note_returned,
         timeout=connect_timeout,
         reconnect_timeout=30.0,
         open=False,
@@ -67,8 +84,20 @@ def connection(pool: ConnectionPool[Any] | None = None) -> Iterator[Connection]:
     try:
         with pool.connection() as conn:
             yield conn
-    except (PoolTimeout, psycopg.OperationalError) as exc:
+    except PoolTimeout as exc:
         raise DatabaseUnavailable() from exc
+    except psycopg.OperationalError as exc:
+        # One broken connection usually means the server restarted: check the idle ones now, so only this
+        # request fails and the next ones get fresh connections.
+        _discard_dead_connections(pool)
+        raise DatabaseUnavailable() from exc
+
+
+def _discard_dead_connections(pool: ConnectionPool[Any]) -> None:
+    try:
+        pool.check()
+    except Exception:  # the check is best effort; the pool keeps reconnecting by itself
+        log.warning("pool check failed", exc_info=True)
 
 
 @contextmanager

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from starlette.concurrency import run_in_threadpool
 
 from shared import auth
 from shared.config import Settings, get_settings
@@ -26,7 +28,8 @@ async def current_agent(
     agentpay_signature: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> auth.AgentIdentity:
     body = await request.body()
-    agent = auth.authenticate_agent(
+    authenticate = functools.partial(
+        auth.authenticate_agent,
         authorization=authorization,
         timestamp=agentpay_timestamp,
         signature=agentpay_signature,
@@ -34,17 +37,31 @@ async def current_agent(
         path=request_path(request),
         body=body,
     )
+    # A cached agent is checked right here; a database lookup goes to the thread pool, off the event loop.
+    if auth.is_cached(authorization, auth.agent_cache):
+        agent = authenticate()
+    else:
+        agent = await run_in_threadpool(authenticate)
     agent_id_var.set(str(agent.id))
     request.state.agent = agent
     return agent
 
 
-def current_admin(
+async def current_admin(
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> auth.AdminIdentity:
-    return auth.authenticate_admin(authorization)
+    if auth.is_cached(authorization, auth.admin_cache):
+        return auth.authenticate_admin(authorization)
+    return await run_in_threadpool(auth.authenticate_admin, authorization)
 
 
 AgentDep = Annotated[auth.AgentIdentity, Depends(current_agent)]
 AdminDep = Annotated[auth.AdminIdentity, Depends(current_admin)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+async def settings_dependency() -> Settings:
+    # async: FastAPI would otherwise hand this trivial call to its thread pool on every request
+    return get_settings()
+
+
+SettingsDep = Annotated[Settings, Depends(settings_dependency)]

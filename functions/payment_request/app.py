@@ -89,7 +89,7 @@ def _idempotency_key(from_body: str | None, from_header: str | None) -> str:
     return key
 
 
-def audited_agent(request: Request, agent: AgentDep) -> AgentIdentity:
+async def audited_agent(request: Request, agent: AgentDep) -> AgentIdentity:
     """The calling agent; from here on a refused request is audited too (ARCHITECTURE.md, I3)."""
     request.state.on_rejected = functools.partial(payments.record_rejection, agent)
     return agent

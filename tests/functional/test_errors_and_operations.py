@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import pytest
 from fastapi import APIRouter
 from fastapi.testclient import TestClient
 
@@ -111,24 +112,44 @@ def test_healthz_is_ok_when_database_and_redis_answer(client: Any) -> None:
     assert response.json()["status"] == "ok"
 
 
-def test_a_dropped_database_connection_is_replaced(client: Any, org: Org) -> None:
+def _kill_other_backends() -> None:
     from shared import db
 
     with db.connection() as conn:
         conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name = ''"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
         )
-    for _ in range(3):
-        response = client.post(
+
+
+def _create_agent(client: Any, org: Org) -> int:
+    return int(
+        client.post(
             "/v1/dashboard/agents",
-            json={
-                "name": "x",
-                "limits": {"daily_limit": 1, "per_transaction_limit": 1, "approval_threshold": 0},
-            },
+            json={"name": "x", "limits": {"daily_limit": 1, "per_transaction_limit": 1, "approval_threshold": 0}},
             headers=org.admin_headers,
-        )
-        assert response.status_code == 201
+        ).status_code
+    )
+
+
+def test_a_connection_dropped_while_idle_is_replaced_before_use(
+    client: Any, org: Org, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from shared import db
+
+    monkeypatch.setattr(db, "IDLE_CHECK_SECONDS", 0.2)
+    _kill_other_backends()
+    time.sleep(0.3)
+    assert [_create_agent(client, org) for _ in range(3)] == [201, 201, 201]
+
+
+def test_a_connection_dropped_while_busy_costs_at_most_one_503_then_recovers(client: Any, org: Org) -> None:
+    _kill_other_backends()
+    statuses = [_create_agent(client, org) for _ in range(4)]
+    assert set(statuses) <= {201, 503} and statuses.count(503) <= 1
+    assert statuses[-2:] == [201, 201]
 
 
 def test_unhandled_error_reaches_sentry_and_client_gets_500_without_trace(services: Any) -> None:

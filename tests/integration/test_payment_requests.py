@@ -356,6 +356,18 @@ def test_valkey_down_is_503_and_nothing_is_approved_or_written(client: Any, agen
     assert _row_count(agent) == 2 and spent_counter(agent) == 200
 
 
+def _when_database_is_back(send: Any, within: float = 15.0) -> Any:
+    """The pool reconnects with backoff after an outage: requests answer 503 until it has, then work."""
+    import time
+
+    deadline = time.monotonic() + within
+    response = send()
+    while response.status_code == 503 and time.monotonic() < deadline:
+        time.sleep(0.25)
+        response = send()
+    return response
+
+
 def test_postgres_down_is_503_and_the_hold_is_given_back(client: Any, agent: Agent, stack: Any) -> None:
     from shared import auth
 
@@ -369,7 +381,7 @@ def test_postgres_down_is_503_and_the_hold_is_given_back(client: Any, agent: Age
         stack.start_postgres()
     auth.agent_cache.clear()
     assert spent_counter(agent) == 100, "the hold of the unrecorded request must be released"
-    retried = pay(client, agent, 300, key="pg-down")
+    retried = _when_database_is_back(lambda: pay(client, agent, 300, key="pg-down"))
     assert retried.status_code == 201
     assert spent_counter(agent) == 400
 

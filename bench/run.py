@@ -1,0 +1,940 @@
+#!/usr/bin/env python3
+"""AgentPay benchmark (`make bench`): the floor, the budget decision, one request, throughput and overspend.
+
+It starts its own embedded stack in a fresh temporary home, applies the migrations, serves the local app with
+uvicorn on loopback, creates an organization and agents through the API, measures, prints a table and writes
+`.agentpay/bench.json`. See bench/README.md for what each figure means. It is a benchmark, not a test: nothing
+here asserts on speed. It exits non-zero only when something is wrong (an error answer, or an overspend).
+
+    .venv/bin/python bench/run.py            # the full run, about 2 to 3 minutes
+    .venv/bin/python bench/run.py --quick    # small counts: a smoke check, well under a minute
+    .venv/bin/python bench/run.py --json-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import http.client
+import json
+import logging
+import math
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+PAYMENT_PATH = "/v1/payment-request"
+CLIENTS = 32
+NORMAL_LOAD_AGENTS = 8  # the normal load is spread so no agent nears max_requests_per_minute = 10000
+OVERSPEND_EVERY = 4  # every 4th request of each load client goes to the overspend agent
+OVERSPEND_AMOUNT = 100
+MAX_RPM = 10_000
+HUGE_DAILY = 100_000_000_000  # MAX_DAILY_LIMIT_CENTS
+PER_TX = 100_000_000
+
+
+# Counts ---------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Plan:
+    floor: int
+    floor_warmup: int
+    decision: int
+    decision_warmup: int
+    request: int
+    request_warmup: int
+    probe_seconds: float  # the short load that compares worker counts and calibrates the throughput phase
+    throughput_seconds: float  # the target length of the throughput phase
+    max_throughput_requests: int
+
+
+FULL = Plan(2000, 200, 2000, 200, 2000, 200, 4.0, 10.0, 30_000)
+QUICK = Plan(200, 30, 200, 30, 200, 30, 1.0, 2.0, 2_000)
+
+
+# Output ---------------------------------------------------------------------------------------------------------
+_quiet = False
+
+
+def say(message: str) -> None:
+    if not _quiet:
+        print(message, flush=True)
+
+
+def percentile(samples: list[float], q: float) -> float:
+    """Nearest-rank percentile of samples (q in 0..100)."""
+    ordered = sorted(samples)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def summary_ms(samples_s: list[float]) -> dict[str, float]:
+    ms = [s * 1000 for s in samples_s]
+    return {
+        "p50": round(percentile(ms, 50), 3),
+        "p90": round(percentile(ms, 90), 3),
+        "p99": round(percentile(ms, 99), 3),
+        "max": round(max(ms), 3),
+        "mean": round(sum(ms) / len(ms), 3),
+    }
+
+
+def machine_info() -> dict[str, Any]:
+    model = platform.processor() or "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "loadavg_at_start": [round(v, 2) for v in load],
+    }
+
+
+# Signing (API.md; written here so the benchmark does not use AgentPay code on the client side) --------------------
+def signed_headers(api_key: str, method: str, path: str, body: bytes) -> dict[str, str]:
+    ts = str(int(time.time()))
+    key = hashlib.sha256(api_key.encode()).hexdigest().encode()
+    mac = hmac.new(key, f"{ts}.{method}.{path}.".encode() + body, hashlib.sha256).hexdigest()
+    return {
+        "Authorization": f"Bearer {api_key}",
+        "AgentPay-Timestamp": ts,
+        "AgentPay-Signature": "v1=" + mac,
+        "Content-Type": "application/json",
+    }
+
+
+def payment_body(amount: int, key: str) -> bytes:
+    return json.dumps(
+        {"amount": amount, "merchant": "bench.example.com", "purpose": "benchmark", "idempotency_key": key},
+        separators=(",", ":"),
+    ).encode()
+
+
+# Processes ------------------------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """The local app under uvicorn in its own session, so a Ctrl-C reaches only us and we stop it in order."""
+
+    def __init__(self, *, workers: int, env: dict[str, str], log_path: Path) -> None:
+        self.workers = workers
+        self.port = free_port()
+        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "shared.local_app:build_local_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ]
+        if workers > 1:
+            command += ["--workers", str(workers)]
+        self.process = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env={**env, "AGENTPAY_PORT": str(self.port)},
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the server exited with {self.process.returncode}; see {self._log.name}")
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                conn.request("GET", "/healthz")
+                if conn.getresponse().status == 200:
+                    conn.close()
+                    # With several workers each one opens its pools on its first requests: warm them all.
+                    return
+                conn.close()
+            time.sleep(0.1)
+        raise RuntimeError(f"the server did not become ready in {timeout:.0f}s; see {self._log.name}")
+
+    def pids(self) -> list[int]:
+        """The uvicorn process and its workers."""
+        import psutil
+
+        with contextlib.suppress(psutil.Error):
+            parent = psutil.Process(self.process.pid)
+            return [parent.pid, *(c.pid for c in parent.children(recursive=True))]
+        return [self.process.pid]
+
+    def cpu_seconds(self) -> float:
+        import psutil
+
+        total = 0.0
+        for pid in self.pids():
+            with contextlib.suppress(psutil.Error):
+                t = psutil.Process(pid).cpu_times()
+                total += t.user + t.system
+        return total
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)  # its own session: the group is ours
+                self.process.wait(5)
+        # Workers of a supervisor that died uncleanly share its process group.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self._log.close()
+
+
+# The API, for setup ---------------------------------------------------------------------------------------------
+@dataclass
+class Agent:
+    id: str
+    api_key: str
+
+
+@dataclass
+class Org:
+    id: str
+    admin_key: str
+    agents: list[Agent] = field(default_factory=list)
+
+
+def api_json(port: int, method: str, path: str, payload: Any, headers: dict[str, str] | None = None) -> Any:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        body = json.dumps(payload).encode()
+        conn.request(method, path, body, {"Content-Type": "application/json", **(headers or {})})
+        response = conn.getresponse()
+        data = response.read()
+        if response.status not in (200, 201):
+            raise RuntimeError(f"{method} {path} answered {response.status}: {data[:500]!r}")
+        return json.loads(data)
+    finally:
+        conn.close()
+
+
+def create_org(port: int) -> Org:
+    body = api_json(port, "POST", "/v1/orgs", {"name": "Bench org", "admin_email": "bench@example.com"})
+    return Org(id=body["organization"]["id"], admin_key=body["admin_key"])
+
+
+def create_agent(port: int, org: Org, name: str, *, daily: int, per_tx: int, threshold: int) -> Agent:
+    body = api_json(
+        port,
+        "POST",
+        "/v1/dashboard/agents",
+        {
+            "name": name,
+            "limits": {
+                "daily_limit": daily,
+                "per_transaction_limit": per_tx,
+                "approval_threshold": threshold,
+                "max_requests_per_minute": MAX_RPM,
+            },
+        },
+        {"Authorization": f"Bearer {org.admin_key}"},
+    )
+    return Agent(id=body["agent"]["id"], api_key=body["api_key"])
+
+
+def fast_agent(port: int, org: Org, name: str) -> Agent:
+    """Every request of 1 cent is auto-approved and the day never runs out."""
+    return create_agent(port, org, name, daily=HUGE_DAILY, per_tx=PER_TX, threshold=PER_TX)
+
+
+# Phase 1: the floor ---------------------------------------------------------------------------------------------
+# The same shape as shared/payments.py _INSERT_SQL, copied so the floor needs no AgentPay code.
+FLOOR_INSERT_SQL = """
+WITH tx AS (
+    INSERT INTO transactions (id, agent_id, organization_id, amount_cents, currency, merchant, purpose, context,
+                              status, decision_reason, idempotency_key, request_hash, budget_day, callback_url,
+                              approval_expires_at, created_at, updated_at)
+    VALUES (%(id)s, %(agent_id)s, %(organization_id)s, %(amount)s, %(currency)s, %(merchant)s, %(purpose)s,
+            %(context)s, %(status)s, %(reason)s, %(key)s, %(hash)s, %(day)s, %(callback_url)s, %(expires_at)s,
+            %(now)s, %(now)s)
+    ON CONFLICT (agent_id, idempotency_key) DO NOTHING
+    RETURNING id, organization_id, agent_id, amount_cents, currency, merchant, purpose, context, status,
+              decision_reason, idempotency_key, request_hash, budget_day, callback_url, stripe_charge_id,
+              approval_expires_at, created_at, completed_at
+), audit AS (
+    INSERT INTO audit_logs (organization_id, agent_id, transaction_id, actor, action, details)
+    SELECT tx.organization_id, tx.agent_id, tx.id, %(actor)s, entry.action, entry.details
+    FROM tx CROSS JOIN jsonb_to_recordset(%(entries)s) AS entry(action text, details jsonb)
+)
+SELECT * FROM tx
+"""
+
+
+def measure_floor(redis_url: str, database_url: str, org: Org, agent: Agent, n: int, warmup: int) -> dict[str, Any]:
+    """One EVALSHA of reserve_budget.lua plus one autocommit INSERT of a row and its audit entry, per iteration."""
+    import psycopg
+    import redis
+    from psycopg.rows import dict_row
+    from psycopg.types.json import Jsonb
+
+    script = (REPO / "shared" / "reserve_budget.lua").read_text(encoding="utf-8")
+    r = redis.Redis.from_url(redis_url, decode_responses=True, protocol=2)
+    sha = r.script_load(script)
+    throwaway = uuid.uuid4()
+    prefix = f"ap:{{{throwaway}}}"
+    today = datetime.now(UTC).date()
+    expire_at = int(datetime.combine(today + timedelta(days=3), datetime.min.time(), tzinfo=UTC).timestamp())
+    limits = f"{HUGE_DAILY},{PER_TX},{PER_TX},1000000000"
+    pg = psycopg.connect(database_url, autocommit=True, prepare_threshold=None, row_factory=dict_row)
+
+    def one(i: int) -> tuple[float, float]:
+        key = f"floor-{i}-{uuid.uuid4().hex}"
+        tx_id = uuid.uuid4()
+        request_hash = hashlib.sha256(key.encode()).hexdigest()
+        keys = [
+            f"{prefix}:limits",
+            f"{prefix}:d:{today.isoformat()}:spent",
+            f"{prefix}:d:{today.isoformat()}:holds",
+            f"{prefix}:idem:{hashlib.sha256(key.encode()).hexdigest()[:32]}",
+            f"{prefix}:rate",
+            f"{prefix}:blocked",
+        ]
+        argv = [key, str(tx_id), request_hash, "1", str(int(time.time() * 1000)), f"req_{uuid.uuid4().hex}",
+                str(expire_at), limits, "0"]  # fmt: skip
+        details = {
+            "request_id": argv[5], "amount": 1, "currency": "usd", "merchant": "bench.example.com",
+            "decision_reason": "auto_approved", "spent_before": 0,
+            "limits": {"daily_limit": HUGE_DAILY, "per_transaction_limit": PER_TX, "approval_threshold": PER_TX},
+        }  # fmt: skip
+        params = {
+            "id": tx_id, "agent_id": agent.id, "organization_id": org.id, "amount": 1, "currency": "usd",
+            "merchant": "bench.example.com", "purpose": "benchmark", "context": Jsonb({}), "status": "approved",
+            "reason": "auto_approved", "key": key, "hash": request_hash, "day": today, "callback_url": None,
+            "expires_at": None, "now": datetime.now(UTC), "actor": f"agent:{agent.id}",
+            "entries": Jsonb([{"action": "payment.approved", "details": details}]),
+        }  # fmt: skip
+        t0 = time.perf_counter()
+        reply = r.evalsha(sha, len(keys), *keys, *argv)
+        t1 = time.perf_counter()
+        row = pg.execute(FLOOR_INSERT_SQL, params).fetchone()
+        t2 = time.perf_counter()
+        if reply[0] != "approved" or row is None:
+            raise RuntimeError(f"floor iteration {i}: script said {reply!r}, row {row is not None}")
+        return t1 - t0, t2 - t1
+
+    try:
+        for i in range(warmup):
+            one(-1 - i)
+        redis_s, pg_s, total_s = [], [], []
+        for i in range(n):
+            a, b = one(i)
+            redis_s.append(a)
+            pg_s.append(b)
+            total_s.append(a + b)
+    finally:
+        pg.close()
+        r.close()
+    return {"total": summary_ms(total_s), "redis_eval": summary_ms(redis_s), "postgres_insert": summary_ms(pg_s)}
+
+
+# Phase 2: the decision ------------------------------------------------------------------------------------------
+def measure_decision(redis_url: str, n: int, warmup: int) -> dict[str, Any]:
+    """shared.budget.BudgetEngine.reserve over a RedisPyStore, in-process (limits and day given, no Postgres)."""
+    from shared import budget
+    from shared.redis_store import RedisPyStore
+
+    limits = budget.LimitsSnapshot(HUGE_DAILY, PER_TX, PER_TX, 1_000_000_000)
+    store = RedisPyStore(redis_url)
+    engine = budget.BudgetEngine(
+        store,
+        load_limits=lambda _agent_id: limits,
+        load_day=lambda _agent_id, _day: budget.DayTotals(spent_cents=0, holds={}),
+    )
+    agent_id = uuid.uuid4()
+    day = budget.budget_day("UTC", datetime.now(UTC))
+    expire_at = budget.day_keys_expire_at("UTC", day)
+
+    def one(i: int) -> float:
+        key = f"decision-{i}-{uuid.uuid4().hex}"
+        request = budget.ReserveRequest(
+            agent_id=agent_id,
+            idempotency_key=key,
+            transaction_id=uuid.uuid4(),
+            request_hash=hashlib.sha256(key.encode()).hexdigest(),
+            amount_cents=1,
+            day=day,
+            expire_at=expire_at,
+            request_id=f"req_{uuid.uuid4().hex}",
+            now_ms=int(time.time() * 1000),
+        )
+        t0 = time.perf_counter()
+        verdict = engine.reserve(request)
+        elapsed = time.perf_counter() - t0
+        if not isinstance(verdict, budget.Decision) or verdict.outcome != budget.APPROVED:
+            raise RuntimeError(f"decision iteration {i}: {verdict!r}")
+        return elapsed
+
+    try:
+        for i in range(warmup):
+            one(-1 - i)
+        samples = [one(i) for i in range(n)]
+    finally:
+        store.close()
+    return summary_ms(samples)
+
+
+# Phase 3: one request at a time ---------------------------------------------------------------------------------
+def measure_requests(port: int, agent: Agent, n: int, warmup: int) -> dict[str, Any]:
+    """POST /v1/payment-request, signed, over one keep-alive connection, one at a time."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    statuses: dict[int, int] = {}
+
+    def one(i: int) -> float:
+        body = payment_body(1, f"req-{i}-{uuid.uuid4().hex}")
+        headers = signed_headers(agent.api_key, "POST", PAYMENT_PATH, body)
+        t0 = time.perf_counter()
+        conn.request("POST", PAYMENT_PATH, body, headers)
+        response = conn.getresponse()
+        data = response.read()
+        elapsed = time.perf_counter() - t0
+        statuses[response.status] = statuses.get(response.status, 0) + 1
+        if response.status != 201:
+            raise RuntimeError(f"request {i} answered {response.status}: {data[:300]!r}")
+        return elapsed
+
+    try:
+        for i in range(warmup):
+            one(-1 - i)
+        samples = [one(i) for i in range(n)]
+    finally:
+        conn.close()
+    return {**summary_ms(samples), "statuses": statuses}
+
+
+# Phase 4: throughput and overspend ------------------------------------------------------------------------------
+# A raw HTTP/1.1 client on asyncio streams: one thread, no GIL contention with itself, about the least Python
+# work per request there is, so most of the 2 cores go to the server.
+async def _client(
+    port: int,
+    targets: list[tuple[Agent, int]],
+    count: int | None,
+    deadline: float | None,
+    tally: dict[str, dict[int, int]],
+    latencies: list[float],
+    tag: str,
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    i = 0
+    try:
+        while (count is None or i < count) and (deadline is None or time.monotonic() < deadline):
+            agent, amount = targets[i % len(targets)]
+            body = payment_body(amount, f"{tag}-{uuid.uuid4().hex}")
+            head = [f"POST {PAYMENT_PATH} HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {len(body)}"]
+            head += [f"{k}: {v}" for k, v in signed_headers(agent.api_key, "POST", PAYMENT_PATH, body).items()]
+            t0 = time.perf_counter()
+            writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+            response_head = await reader.readuntil(b"\r\n\r\n")
+            status = int(response_head[9:12])
+            length = None
+            for line in response_head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+                    break
+            if length is None:
+                raise RuntimeError(f"an answer without Content-Length: {response_head!r}")
+            data = await reader.readexactly(length)
+            latencies.append(time.perf_counter() - t0)
+            per_agent = tally.setdefault(agent.id, {})
+            per_agent[status] = per_agent.get(status, 0) + 1
+            if status not in (201, 402):
+                raise RuntimeError(f"load request answered {status}: {data[:300]!r}")
+            i += 1
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+
+
+@dataclass
+class LoadResult:
+    seconds: float
+    tally: dict[str, dict[int, int]]
+    latencies: list[float]
+    client_cpu_s: float
+    server_cpu_s: float
+    system_busy: float  # fraction of all cores busy during the run (everything on the machine)
+
+    def count(self, status: int, agent_id: str | None = None) -> int:
+        return sum(v.get(status, 0) for k, v in self.tally.items() if agent_id is None or k == agent_id)
+
+    @property
+    def total(self) -> int:
+        return sum(sum(v.values()) for v in self.tally.values())
+
+
+def run_load(
+    server: Server, plans: list[list[tuple[Agent, int]]], *, per_client: int | None, seconds: float | None, tag: str
+) -> LoadResult:
+    import psutil
+
+    tally: dict[str, dict[int, int]] = {}
+    latencies: list[float] = []
+
+    async def main() -> float:
+        deadline = time.monotonic() + seconds if seconds is not None else None
+        t0 = time.perf_counter()
+        await asyncio.gather(
+            *(
+                _client(server.port, plan, per_client, deadline, tally, latencies, f"{tag}-{n}")
+                for n, plan in enumerate(plans)
+            )
+        )
+        return time.perf_counter() - t0
+
+    cpu0 = psutil.cpu_times()
+    usage0 = resource.getrusage(resource.RUSAGE_SELF)
+    server0 = server.cpu_seconds()
+    elapsed = asyncio.run(main())
+    usage1 = resource.getrusage(resource.RUSAGE_SELF)
+    server1 = server.cpu_seconds()
+    cpu1 = psutil.cpu_times()
+    idle = (cpu1.idle - cpu0.idle) + (getattr(cpu1, "iowait", 0) - getattr(cpu0, "iowait", 0))
+    busy = (sum(cpu1) - sum(cpu0)) - idle
+    all_time = sum(cpu1) - sum(cpu0)
+    return LoadResult(
+        seconds=elapsed,
+        tally=tally,
+        latencies=latencies,
+        client_cpu_s=(usage1.ru_utime + usage1.ru_stime) - (usage0.ru_utime + usage0.ru_stime),
+        server_cpu_s=server1 - server0,
+        system_busy=busy / all_time if all_time > 0 else 0.0,
+    )
+
+
+def load_agents(port: int, org: Org, label: str) -> list[Agent]:
+    return [fast_agent(port, org, f"{label}-{i}") for i in range(NORMAL_LOAD_AGENTS)]
+
+
+def normal_plans(agents: list[Agent]) -> list[list[tuple[Agent, int]]]:
+    return [[(agents[c % len(agents)], 1)] for c in range(CLIENTS)]
+
+
+def probe(server: Server, org: Org, seconds: float, label: str) -> LoadResult:
+    """A short load of 32 clients on fresh agents: warms the server and tells its approved decisions per second."""
+    agents = load_agents(server.port, org, label)
+    return run_load(server, normal_plans(agents), per_client=None, seconds=seconds, tag=label)
+
+
+def held_cents(database_url: str, agent_id: str) -> tuple[int, int]:
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT coalesce(sum(amount_cents), 0), count(*) FROM transactions"
+            " WHERE agent_id = %s AND status IN ('pending', 'approved', 'completed')",
+            (agent_id,),
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+# The run --------------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def interrupts_raise() -> Iterator[None]:
+    """SIGTERM behaves like Ctrl-C, so the finally blocks stop the server and the stack either way."""
+
+    def handle(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, handle)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def server_env(services: Any, home: Path) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in {
+            "UPSTASH_REDIS_REST_URL",
+            "UPSTASH_REDIS_REST_TOKEN",
+            "STRIPE_SECRET_KEY",
+            "SENTRY_DSN",
+            "AGENTPAY_SECRETS_ARN",
+            "AWS_LAMBDA_FUNCTION_NAME",
+            "QSTASH_TOKEN",
+            "RESEND_API_KEY",
+        }
+    }
+    env.update(
+        {
+            "AGENTPAY_ENV": "local",
+            "AGENTPAY_HOME": str(home),
+            "DATABASE_URL": services.database_url,
+            "REDIS_URL": services.redis_url,
+            "STRIPE_API_BASE": services.stripe_api_base,
+            "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        }
+    )
+    return env
+
+
+def timed(label: str, fn: Callable[[], Any]) -> Any:
+    t0 = time.monotonic()
+    result = fn()
+    say(f"    done in {time.monotonic() - t0:.1f}s")
+    return result
+
+
+def run(args: argparse.Namespace) -> int:
+    plan = QUICK if args.quick else FULL
+    started = time.monotonic()
+    tmp = Path(tempfile.mkdtemp(prefix="agentpay-bench-"))
+    stack = None
+    server: Server | None = None
+    result: dict[str, Any] = {}
+    machine = machine_info()
+    say(f"AgentPay benchmark ({'quick' if args.quick else 'full'}), temporary home {tmp}")
+    say(f"  machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; the load generator shares them")
+    try:
+        from shared.localstack import LocalStack
+        from shared.migrate import apply_migrations
+
+        say("[setup] starting PostgreSQL, Valkey and localstripe")
+        stack = LocalStack(tmp / "stack")
+        services = timed("setup", stack.start)
+        apply_migrations(services.database_url)
+        env = server_env(services, tmp / "app")
+        (tmp / "app").mkdir()
+
+        def start_server(workers: int) -> Server:
+            s = Server(workers=workers, env=env, log_path=tmp / "server.log")
+            s.wait_ready()
+            return s
+
+        # Which worker count serves more: a short probe with each, fresh agents every time.
+        candidates = [args.workers] if args.workers else ([1] if args.quick else [1, 2])
+        probes: dict[str, Any] = {}
+        org: Org | None = None
+        best_workers = candidates[0]
+        if len(candidates) > 1:
+            # Both servers run side by side (only the probed one gets load) and are probed in A B B A order,
+            # so a burst from a neighbour on this shared machine does not decide alone.
+            say(f"[workers] probing uvicorn --workers {' vs '.join(map(str, candidates))}: {CLIENTS} clients,"
+                f" {len(candidates) * 2} rounds of {plan.probe_seconds / 2:.0f}s in A B B A order")  # fmt: skip
+            servers = {w: start_server(w) for w in candidates}
+            try:
+                org = create_org(servers[candidates[0]].port)
+                for w, s in servers.items():
+                    probe(s, org, 1.0, f"warm-w{w}")
+                runs: dict[int, list[LoadResult]] = {w: [] for w in candidates}
+                for w in [*candidates, *reversed(candidates)]:
+                    got = probe(servers[w], org, plan.probe_seconds / 2, f"probe-w{w}-{len(runs[w])}")
+                    runs[w].append(got)
+                    say(f"    --workers {w}: {got.count(201) / got.seconds:.0f} approved/s")
+            finally:
+                for s in servers.values():
+                    s.stop()
+            for w, got_runs in runs.items():
+                seconds = sum(g.seconds for g in got_runs)
+                probes[str(w)] = {
+                    "approved_rps": round(sum(g.count(201) for g in got_runs) / seconds, 1),
+                    "p50_ms": round(percentile([x for g in got_runs for x in g.latencies], 50) * 1000, 2),
+                    "server_cpu_cores": round(sum(g.server_cpu_s for g in got_runs) / seconds, 2),
+                }
+            best_workers = max(candidates, key=lambda w: probes[str(w)]["approved_rps"])
+            everyone = ", ".join(f"{w}: {v['approved_rps']:.0f}" for w, v in probes.items())
+            say(f"    keeping --workers {best_workers} (approved/s {everyone})")
+
+        say(f"[server] uvicorn --workers {best_workers}")
+        server = start_server(best_workers)
+        org = org or create_org(server.port)
+        floor_agent = fast_agent(server.port, org, "floor")
+        request_agent = fast_agent(server.port, org, "request")
+
+        say(f"[floor] {plan.floor} x (Redis EVALSHA reserve_budget.lua + Postgres INSERT row+audit), "
+            f"{plan.floor_warmup} warm-up")  # fmt: skip
+        floor = timed("floor", lambda: measure_floor(
+            services.redis_url, services.database_url, org, floor_agent, plan.floor, plan.floor_warmup))  # fmt: skip
+
+        say(f"[decision] {plan.decision} x BudgetEngine.reserve in-process, {plan.decision_warmup} warm-up")
+        decision = timed("decision", lambda: measure_decision(services.redis_url, plan.decision, plan.decision_warmup))
+
+        say(f"[request] {plan.request} x POST {PAYMENT_PATH}, one keep-alive client, {plan.request_warmup} warm-up")
+        profiler = start_py_spy(args.py_spy, server) if args.py_spy and args.py_spy_phase == "request" else None
+        try:
+            request = timed("request", lambda: measure_requests(
+                server.port, request_agent, plan.request, plan.request_warmup))  # fmt: skip
+        finally:
+            if profiler is not None:
+                stop_py_spy(profiler)
+
+        # Throughput: calibrate the request count so the phase lasts about throughput_seconds, then size the
+        # overspend agent's day so the load exhausts it halfway through its share.
+        say(f"[throughput] calibrating with {CLIENTS} clients for {plan.probe_seconds:.0f}s")
+        calib = probe(server, org, plan.probe_seconds, "calibrate")
+        est_rps = max(50.0, calib.total / calib.seconds)
+        per_client = int(est_rps * plan.throughput_seconds / CLIENTS)
+        per_client = max(OVERSPEND_EVERY * 4, min(per_client, plan.max_throughput_requests // CLIENTS))
+        per_client -= per_client % OVERSPEND_EVERY
+        total = per_client * CLIENTS
+        overspend_requests = total // OVERSPEND_EVERY
+        overspend_limit = OVERSPEND_AMOUNT * (overspend_requests // 2)
+        agents = load_agents(server.port, org, "load")
+        overspend_agent = create_agent(
+            server.port, org, "overspend", daily=overspend_limit, per_tx=OVERSPEND_AMOUNT, threshold=OVERSPEND_AMOUNT
+        )
+        plans = []
+        for c in range(CLIENTS):
+            normal = (agents[c % len(agents)], 1)
+            plans.append([(overspend_agent, OVERSPEND_AMOUNT)] + [normal] * (OVERSPEND_EVERY - 1))
+        say(f"[throughput] {total} requests from {CLIENTS} concurrent clients (asyncio, one keep-alive connection"
+            f" each), 1 in {OVERSPEND_EVERY} to the overspend agent (daily limit {overspend_limit} cents ="
+            f" {overspend_requests // 2} x {OVERSPEND_AMOUNT}, offered {overspend_requests})")  # fmt: skip
+        profiler = start_py_spy(args.py_spy, server) if args.py_spy and args.py_spy_phase == "throughput" else None
+        try:
+            load = timed("throughput", lambda: run_load(server, plans, per_client=per_client, seconds=None, tag="load"))
+        finally:
+            if profiler is not None:
+                stop_py_spy(profiler)
+        approved = load.count(201)
+        throughput = approved / load.seconds
+        say(f"    {approved} approved in {load.seconds:.2f}s = {throughput:.0f}/s; load generator used"
+            f" {load.client_cpu_s / load.seconds:.2f} cores, server {load.server_cpu_s / load.seconds:.2f} cores,"
+            f" machine {load.system_busy * 100:.0f}% busy")  # fmt: skip
+
+        say("[overspend] summing the overspend agent's holds in Postgres")
+        held, held_rows = held_cents(services.database_url, overspend_agent.id)
+        overspend = max(0, held - overspend_limit)
+        o201, o402 = load.count(201, overspend_agent.id), load.count(402, overspend_agent.id)
+        say(f"    held {held} of {overspend_limit} cents: overspend {overspend}; answers 201: {o201}, 402: {o402}")
+
+        floor_p50 = floor["total"]["p50"]
+        result = {
+            "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+            "mode": "quick" if args.quick else "full",
+            "machine": machine,
+            "workers": best_workers,
+            "workers_probe": probes or None,
+            "floor_p50_ms": floor_p50,
+            "floor_p99_ms": floor["total"]["p99"],
+            "decision_p50_ms": decision["p50"],
+            "decision_p99_ms": decision["p99"],
+            "request_p50_ms": request["p50"],
+            "request_p99_ms": request["p99"],
+            "ratio_p50": round(request["p50"] / floor_p50, 2) if floor_p50 > 0 else None,
+            "throughput_rps": round(throughput, 1),
+            "overspend_cents": overspend,
+            "dashboard_p50_ms": None,
+            "dashboard_p99_ms": None,
+            "cost_growth": None,
+            "notes": {
+                "dashboard_p50_ms": "not measured yet: needs GET /v1/dashboard/transactions",
+                "dashboard_p99_ms": "not measured yet: needs GET /v1/dashboard/transactions",
+                "cost_growth": "not measured yet: needs GET /v1/dashboard/transactions",
+                "throughput": "the load generator runs on the same cores as the server, PostgreSQL and Valkey",
+            },
+            "details": {
+                "floor_ms": floor,
+                "decision_ms": decision,
+                "request_ms": request,
+                "throughput": {
+                    "clients": CLIENTS,
+                    "seconds": round(load.seconds, 3),
+                    "requests": load.total,
+                    "answered_201": approved,
+                    "answered_402": load.count(402),
+                    "all_decisions_rps": round(load.total / load.seconds, 1),
+                    "latency_ms": summary_ms(load.latencies),
+                    "load_generator_cpu_cores": round(load.client_cpu_s / load.seconds, 2),
+                    "server_cpu_cores": round(load.server_cpu_s / load.seconds, 2),
+                    "machine_busy_fraction": round(load.system_busy, 3),
+                },
+                "overspend": {
+                    "daily_limit_cents": overspend_limit,
+                    "amount_cents": OVERSPEND_AMOUNT,
+                    "offered": overspend_requests,
+                    "answered_201": o201,
+                    "answered_402": o402,
+                    "held_cents": held,
+                    "held_rows": held_rows,
+                },
+            },
+            "counts": {
+                "floor": plan.floor,
+                "floor_warmup": plan.floor_warmup,
+                "decision": plan.decision,
+                "decision_warmup": plan.decision_warmup,
+                "request": plan.request,
+                "request_warmup": plan.request_warmup,
+                "throughput_requests": load.total,
+                "throughput_201": approved,
+                "throughput_402": load.count(402),
+                "overspend_201": o201,
+                "overspend_402": o402,
+            },
+            "elapsed_s": None,
+        }
+    finally:
+        if server is not None:
+            say("[shutdown] stopping the server")
+            server.stop()
+        if stack is not None:
+            say("[shutdown] stopping the local stack")
+            stack.stop()
+        if args.keep:
+            say(f"  kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    result["elapsed_s"] = round(time.monotonic() - started, 1)
+    out = Path(args.out) if args.out else REPO / ".agentpay" / "bench.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    if args.json_only:
+        print(json.dumps(result, indent=2))
+    else:
+        print_table(result, out)
+    problems = []
+    if result["overspend_cents"] != 0:
+        problems.append(f"OVERSPEND: {result['overspend_cents']} cents held beyond the daily limit (invariant I1)")
+    if result["details"]["overspend"]["held_rows"] != result["counts"]["overspend_201"]:
+        problems.append("the overspend agent's approved rows differ from its 201 answers")
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return 2 if problems else 0
+
+
+def print_table(r: dict[str, Any], out: Path) -> None:
+    d = r["details"]
+    t = d["throughput"]
+    rows = [
+        ("floor (Redis EVAL + PG insert)", f"{r['floor_p50_ms']:.3f}", f"{r['floor_p99_ms']:.3f}", ""),
+        ("  of which Redis EVALSHA", f"{d['floor_ms']['redis_eval']['p50']:.3f}",
+         f"{d['floor_ms']['redis_eval']['p99']:.3f}", ""),
+        ("  of which Postgres INSERT", f"{d['floor_ms']['postgres_insert']['p50']:.3f}",
+         f"{d['floor_ms']['postgres_insert']['p99']:.3f}", ""),
+        ("decision (BudgetEngine.reserve)", f"{r['decision_p50_ms']:.3f}", f"{r['decision_p99_ms']:.3f}", ""),
+        ("request (POST /v1/payment-request)", f"{r['request_p50_ms']:.3f}", f"{r['request_p99_ms']:.3f}",
+         f"ratio_p50 = {r['ratio_p50']}"),
+        (f"throughput ({t['clients']} clients)", f"{t['latency_ms']['p50']:.3f}", f"{t['latency_ms']['p99']:.3f}",
+         f"{r['throughput_rps']:.0f} approved/s"),
+    ]  # fmt: skip
+    print()
+    print(f"{'figure':<38}{'p50 ms':>10}{'p99 ms':>10}  note")
+    print("-" * 80)
+    for name, p50, p99, note in rows:
+        print(f"{name:<38}{p50:>10}{p99:>10}  {note}")
+    print("-" * 80)
+    o = d["overspend"]
+    print(f"overspend_cents = {r['overspend_cents']}  (agent limit {o['daily_limit_cents']}, held {o['held_cents']};"
+          f" 201: {o['answered_201']}, 402: {o['answered_402']})")  # fmt: skip
+    print(
+        f"workers = {r['workers']}"
+        + (
+            f"  (probe approved/s: {json.dumps({k: v['approved_rps'] for k, v in r['workers_probe'].items()})})"
+            if r["workers_probe"]
+            else ""
+        )
+    )  # noqa: E501
+    print(f"throughput context: load generator {t['load_generator_cpu_cores']} cores, server {t['server_cpu_cores']}"
+          f" cores, machine {t['machine_busy_fraction'] * 100:.0f}% busy, of {r['machine']['cpu_count']} cores"
+          " shared by the load generator, the server, PostgreSQL and Valkey")  # fmt: skip
+    print("dashboard_p50_ms, dashboard_p99_ms, cost_growth: not measured yet (needs GET /v1/dashboard/transactions)")
+    print(f"written to {out} ({r['elapsed_s']}s)")
+
+
+# py-spy on the server during the request phase (optional) -------------------------------------------------------
+# Extra py-spy flags, e.g. AGENTPAY_BENCH_PY_SPY_FLAGS="--idle" to see time spent waiting on Redis and Postgres.
+PY_SPY_EXTRA = os.environ.get("AGENTPAY_BENCH_PY_SPY_FLAGS", "").split()
+
+
+def start_py_spy(path: str, server: Server) -> subprocess.Popen[bytes]:
+    exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    pids = server.pids()
+    pid = pids[-1] if server.workers > 1 else pids[0]
+    fmt = "speedscope" if path.endswith(".json") else ("flamegraph" if path.endswith(".svg") else "raw")
+    say(f"    py-spy record -p {pid} -> {path} ({fmt})")
+    proc = subprocess.Popen(
+        [exe, "record", "-p", str(pid), "-o", path, "-f", fmt, "-r", "500", "--nonblocking", *PY_SPY_EXTRA],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.0)  # let it attach
+    return proc
+
+
+def stop_py_spy(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    global _quiet
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small counts, for a smoke check (< 60 s)")
+    parser.add_argument("--json-only", action="store_true", help="no progress lines; print only the JSON result")
+    parser.add_argument("--workers", type=int, choices=(1, 2, 3, 4), help="skip the 1-vs-2 probe and use this many")
+    parser.add_argument("--out", help="where to write the JSON (default .agentpay/bench.json in the repo)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary home (logs) afterwards")
+    parser.add_argument("--py-spy", metavar="FILE", help="profile the server with py-spy during one phase"
+                        " (.svg flamegraph, .json speedscope, else raw collapsed stacks); the figures of that phase"
+                        " then include the sampler's overhead")  # fmt: skip
+    parser.add_argument("--py-spy-phase", choices=("request", "throughput"), default="request")
+    args = parser.parse_args(argv)
+    _quiet = args.json_only
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    with interrupts_raise():
+        try:
+            return run(args)
+        except KeyboardInterrupt:
+            print("interrupted: server and local stack stopped", file=sys.stderr)
+            return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
