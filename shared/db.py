@@ -30,9 +30,16 @@ def _note_returned(conn: psycopg.Connection[Any]) -> None:
     _last_returned[conn] = time.monotonic()
 
 
+_last_failure = 0.0  # when a connection last broke in this process (a server restart, a network cut)
+
+
 def _check_if_idle(conn: psycopg.Connection[Any]) -> None:
-    """Check a connection that sat idle: a dead one raises and the pool replaces it. Busy ones skip the round trip."""
-    if time.monotonic() - _last_returned.get(conn, 0.0) > IDLE_CHECK_SECONDS:
+    """Check a connection that sat idle, or that predates the last failure: a dead one raises and is replaced.
+
+    A connection in steady use skips the extra round trip.
+    """
+    returned = _last_returned.get(conn, 0.0)
+    if returned <= _last_failure or time.monotonic() - returned > IDLE_CHECK_SECONDS:
         ConnectionPool.check_connection(conn)
 
 
@@ -94,6 +101,8 @@ def connection(pool: ConnectionPool[Any] | None = None) -> Iterator[Connection]:
 
 
 def _discard_dead_connections(pool: ConnectionPool[Any]) -> None:
+    global _last_failure
+    _last_failure = time.monotonic()
     try:
         pool.check()
     except Exception:  # the check is best effort; the pool keeps reconnecting by itself
