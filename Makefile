@@ -4,7 +4,10 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck cfn-lint pytest bench clean install
+.PHONY: run test lint typecheck cfn-lint pytest bench clean install browser
+
+# The dashboard's browser tests drive Debian's chromium (Playwright's own download is not used).
+CHROMIUM ?= /usr/bin/chromium
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +32,12 @@ typecheck: $(STAMP)
 cfn-lint: $(STAMP)
 	$(VENV)/bin/cfn-lint template.yaml
 
-pytest: $(STAMP)
+browser:
+	@test -x $(CHROMIUM) || { command -v apt-get >/dev/null && \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } ; } || \
+		echo "chromium not installed: the browser tests will say so"
+
+pytest: $(STAMP) browser
 	$(PY) -m pytest
 	$(PY) -m pytest sdk/python/tests
 

@@ -257,3 +257,81 @@ def lift_block(
     budget.get_engine().unblock(agent_id)
     forget_agent(row["api_key_hash"])
     return agent_view(row, spend_today_cents=spend_today(agent_id, timezone))
+
+
+# Disable, enable, rotate the key ----------------------------------------------------------------------------------
+def set_active(
+    conn: db.Connection, *, organization_id: uuid.UUID, agent_id: uuid.UUID, active: bool, request_id: str
+) -> dict[str, Any]:
+    """Disable or enable the agent, audited when it changes (doing it twice is a no-op), and forget its cached copy."""
+    with conn.transaction():
+        changed = conn.execute(
+            """
+            UPDATE agents SET is_active = %s
+            WHERE id = %s AND organization_id = %s AND is_active = %s
+            RETURNING id
+            """,
+            (active, agent_id, organization_id, not active),
+        ).fetchone()
+        if changed is not None:
+            audit.record(
+                conn,
+                organization_id=organization_id,
+                agent_id=agent_id,
+                actor="admin",
+                action="agent.enabled" if active else "agent.disabled",
+                details={"request_id": request_id},
+            )
+    row = get_agent(conn, organization_id=organization_id, agent_id=agent_id)
+    forget_agent(row["api_key_hash"])
+    return row
+
+
+def rotate_key(
+    conn: db.Connection, *, organization_id: uuid.UUID, agent_id: uuid.UUID, key_mode: KeyMode, request_id: str
+) -> NewAgent:
+    """Give the agent a new key; the old one stops working at once. Only prefixes are audited, never a key."""
+    key = issue_agent_key(key_mode)
+    with conn.transaction():
+        old = conn.execute(
+            "SELECT api_key_hash, key_prefix FROM agents WHERE id = %s AND organization_id = %s FOR UPDATE",
+            (agent_id, organization_id),
+        ).fetchone()
+        if old is None:
+            raise NotFound("No such agent.")
+        conn.execute(
+            "UPDATE agents SET api_key_hash = %s, key_prefix = %s WHERE id = %s",
+            (key.hash, key.prefix, agent_id),
+        )
+        audit.record(
+            conn,
+            organization_id=organization_id,
+            agent_id=agent_id,
+            actor="admin",
+            action="agent.key_rotated",
+            details={"request_id": request_id, "old_key_prefix": old["key_prefix"], "new_key_prefix": key.prefix},
+        )
+    forget_agent(old["api_key_hash"])
+    return NewAgent(agent=get_agent(conn, organization_id=organization_id, agent_id=agent_id), api_key=key)
+
+
+def disable_agent(
+    conn: db.Connection, *, organization_id: uuid.UUID, agent_id: uuid.UUID, timezone: str, request_id: str
+) -> dict[str, Any]:
+    """Disable the agent: its next request is 403 agent_disabled."""
+    row = set_active(conn, organization_id=organization_id, agent_id=agent_id, active=False, request_id=request_id)
+    return agent_view(row, spend_today_cents=spend_today(agent_id, timezone))
+
+
+def enable_agent(
+    conn: db.Connection, *, organization_id: uuid.UUID, agent_id: uuid.UUID, timezone: str, request_id: str
+) -> dict[str, Any]:
+    row = set_active(conn, organization_id=organization_id, agent_id=agent_id, active=True, request_id=request_id)
+    return agent_view(row, spend_today_cents=spend_today(agent_id, timezone))
+
+
+def get_agent_view(
+    conn: db.Connection, *, organization_id: uuid.UUID, agent_id: uuid.UUID, timezone: str
+) -> dict[str, Any]:
+    row = get_agent(conn, organization_id=organization_id, agent_id=agent_id)
+    return agent_view(row, spend_today_cents=spend_today(agent_id, timezone))

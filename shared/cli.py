@@ -70,6 +70,20 @@ def cmd_agent_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from shared.sweep import run_sweep
+
+    report = run_sweep(get_settings())
+    _print_json(report.as_dict())
+    return 1 if report.errors else 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from shared.demo import run_demo
+
+    return run_demo(base_url=args.base_url, timeout=args.timeout)
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     from shared.devserver import run_dev_server
 
@@ -83,6 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     dev = sub.add_parser("dev", help="run the whole stack locally with embedded services")
     dev.add_argument("--port", type=int, default=int(os.environ.get("AGENTPAY_PORT", "8000")))
     dev.set_defaults(func=cmd_dev)
+
+    sweep = sub.add_parser("sweep", help="run the expiry sweep once (time out stale approvals, re-drive charges)")
+    sweep.set_defaults(func=cmd_sweep)
+
+    demo = sub.add_parser("demo", help="against a running `agentpay dev`: one auto-approved and one approved payment")
+    demo.add_argument("--base-url", default=None, help="defaults to the running server's (.agentpay/dev.json)")
+    demo.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the approval click")
+    demo.set_defaults(func=cmd_demo)
 
     migrate = sub.add_parser("migrate", help="apply pending database migrations")
     migrate.set_defaults(func=cmd_migrate)

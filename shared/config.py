@@ -31,7 +31,7 @@ class ConfigError(RuntimeError):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore", populate_by_name=True)
 
     agentpay_env: Literal["local", "production"] = "local"
     agentpay_home: Path = Field(default_factory=lambda: Path.cwd() / ".agentpay")
@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     upstash_redis_rest_token: str | None = None
     qstash_token: str | None = None
     qstash_url: str | None = None
+    charge_worker_url: str | None = None  # production: the charge worker's function URL
+    email_worker_url: str | None = None  # production: the email and webhook worker's function URL
     qstash_current_signing_key: str | None = None
     qstash_next_signing_key: str | None = None
     stripe_secret_key: str | None = None
@@ -62,6 +64,11 @@ class Settings(BaseSettings):
     db_pool_max_size: int = 10
     db_connect_timeout: float = 3.0
     approval_ttl_seconds: int = 24 * 3600
+    charge_lease_seconds: int = 60  # another delivery of a charge job waits this long for the first one
+    charge_redrive_seconds: int = 180  # an approved transaction with no charge result after this is charged again
+    sweep_interval_seconds: float = 30.0  # the local server's sweep; production runs it every 5 minutes
+    # Fault injection for the local dispatcher: deliver every job this many times, in parallel.
+    duplicate_deliveries: int = Field(default=1, alias="agentpay_duplicate_deliveries")
 
     @model_validator(mode="before")
     @classmethod

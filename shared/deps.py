@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from starlette.concurrency import run_in_threadpool
 
-from shared import auth
+from shared import auth, jobs
 from shared.config import Settings, get_settings
 from shared.web import agent_id_var
 
@@ -65,3 +65,17 @@ async def settings_dependency() -> Settings:
 
 
 SettingsDep = Annotated[Settings, Depends(settings_dependency)]
+
+
+async def signed_job_body(
+    request: Request,
+    upstash_signature: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> bytes:
+    """The raw body of a job delivery, once its Upstash-Signature (QStash or the local dispatcher) verified."""
+    body = await request.body()
+    url = str(request.url.replace(query=""))
+    jobs.verify_job_signature(signature=upstash_signature, body=body, url=url, settings=get_settings())
+    return body
+
+
+SignedJobBody = Annotated[bytes, Depends(signed_job_body)]

@@ -189,11 +189,11 @@ def run_dev_server(*, port: int) -> int:
         applied = apply_migrations(settings.require("database_url"))
         _say(f"AgentPay: database ready ({len(applied)} migration(s) applied)")
         demo = ensure_demo(settings)
-        from shared.local_app import build_local_app
+        from shared.local_app import build_server_app
 
-        app = build_local_app()
+        app = build_server_app()
         config = uvicorn.Config(
-            app, host=settings.agentpay_host, port=port, log_level="warning", access_log=False, lifespan="off"
+            app, host=settings.agentpay_host, port=port, log_level="warning", access_log=False, lifespan="on"
         )
         server = uvicorn.Server(config)
         dev = write_dev_file(settings, demo)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import importlib
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
+from shared.config import get_settings
 from shared.health import router as health_router
 from shared.web import create_app
 
-# The functions of ARCHITECTURE.md that serve HTTP, in the order their routes are matched.
+# The functions of ARCHITECTURE.md that serve HTTP.
 FUNCTIONS = (
     "payment_request",
     "transactions",
@@ -22,17 +26,36 @@ FUNCTIONS = (
 
 
 def function_routers() -> list[APIRouter]:
-    routers = []
-    for name in FUNCTIONS:
-        try:
-            module = importlib.import_module(f"functions.{name}.app")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"functions.{name}.app":
-                continue  # that function is not built yet
-            raise
-        routers.append(module.router)
-    return routers
+    return [importlib.import_module(f"functions.{name}.app").router for name in FUNCTIONS]
 
 
 def build_local_app() -> FastAPI:
+    """The routes alone: jobs stay in the outbox until something publishes them (tests drive them)."""
     return create_app(*function_routers(), health_router, title="AgentPay")
+
+
+@asynccontextmanager
+async def _background(app: FastAPI) -> AsyncIterator[None]:
+    """What QStash and EventBridge do in production: the job dispatcher and the sweep's schedule."""
+    from shared import jobs, sweep
+
+    settings = get_settings()
+    dispatcher = jobs.LocalDispatcher(settings, duplicate_deliveries=settings.duplicate_deliveries).start()
+    jobs.install_local_dispatcher(dispatcher)
+    stop = threading.Event()
+    schedule = threading.Thread(target=sweep.run_forever, args=(settings, stop), name="agentpay-sweep", daemon=True)
+    schedule.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        jobs.install_local_dispatcher(None)
+        dispatcher.stop()
+        schedule.join(timeout=5)
+
+
+def build_server_app() -> FastAPI:
+    """The local server: every route, plus the job dispatcher and the sweep running beside them."""
+    app = build_local_app()
+    app.router.lifespan_context = _background
+    return app

@@ -40,7 +40,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import NoReturn, TypeAlias, TypedDict
+from typing import Any, NoReturn, TypeAlias, TypedDict
 from urllib.parse import quote
 
 import psutil
@@ -730,7 +730,7 @@ def serve_localstripe() -> None:
     state: Path = args.state
 
     from aiohttp import web
-    from localstripe import resources, server
+    from localstripe import resources
 
     def load(store: dict[str, object]) -> None:
         try:
@@ -747,6 +747,35 @@ def serve_localstripe() -> None:
     resources.Store.try_load_from_disk = load
     resources.Store.dump_to_disk = dump
     resources.store.try_load_from_disk()
+
+    # Real Stripe takes off_session when confirming a PaymentIntent (AgentPay charges saved cards off-session);
+    # localstripe refuses any confirm parameter but payment_method, so drop it here.
+    original_confirm = resources.PaymentIntent._api_confirm
+
+    def confirm(id: str, off_session: object = None, **kwargs: object) -> object:
+        return original_confirm(id, **kwargs)
+
+    resources.PaymentIntent._api_confirm = confirm
+    for index, (method, path, _handler) in enumerate(resources.extra_apis):
+        if path == "/v1/payment_intents/{id}/confirm":
+            resources.extra_apis[index] = (method, path, confirm)
+    from localstripe import server  # registers its routes from extra_apis on import
+
+    # Fault injection for tests: POST /_agentpay/outage?seconds=N makes every Stripe call answer 500 for N s.
+    outage_until = 0.0
+
+    @web.middleware
+    async def outage(request: web.Request, handler: Any) -> web.StreamResponse:
+        nonlocal outage_until
+        if request.path == "/_agentpay/outage":
+            outage_until = time.monotonic() + float(request.query.get("seconds", "30"))
+            return web.json_response({"outage_seconds": float(request.query.get("seconds", "30"))})
+        if time.monotonic() < outage_until:
+            return web.json_response({"error": {"type": "api_error", "message": "injected outage"}}, status=500)
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    server.app.middlewares.insert(0, outage)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     web.run_app(

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from shared import audit, budget, db
+from shared import audit, budget, db, jobs
 from shared.auth import AgentIdentity, forget_agent
 from shared.clock import clock
 from shared.errors import (
@@ -129,6 +129,9 @@ def request_payment(
         if verdict.newly_held:
             _undo_reservation(budget_engine, agent, request, day, transaction_id, verdict)
         return _replay(agent, request, request_hash, request_id=request_id, wait_for=None)
+    job = _job_for(transaction_id, status)
+    if job is not None and row["job_id"] is not None:
+        jobs.publish([jobs.OutboxJob(id=row["job_id"], type=job.type, payload=job.payload, dedup_id=job.dedup_id)])
     return PaymentOutcome(transaction=row, replayed=False, decision=verdict)
 
 
@@ -183,8 +186,14 @@ WITH tx AS (
     INSERT INTO audit_logs (organization_id, agent_id, transaction_id, actor, action, details)
     SELECT tx.organization_id, tx.agent_id, tx.id, %(actor)s, entry.action, entry.details
     FROM tx CROSS JOIN jsonb_to_recordset(%(entries)s) AS entry(action text, details jsonb)
+), outbox AS (
+    INSERT INTO job_outbox (job_type, dedup_id, payload)
+    SELECT job.job_type, job.dedup_id, job.payload
+    FROM tx CROSS JOIN jsonb_to_recordset(%(jobs)s) AS job(job_type text, dedup_id text, payload jsonb)
+    ON CONFLICT (dedup_id) DO NOTHING
+    RETURNING id
 )
-SELECT * FROM tx
+SELECT tx.*, (SELECT id FROM outbox) AS job_id FROM tx
 """
 
 
@@ -206,6 +215,8 @@ def _insert_with_audit(
         {"action": action, "details": details}
         for action, details in _audit_entries(agent, request, status, reason, decision, request_id)
     ]
+    job = _job_for(transaction_id, status)
+    job_rows = [{"job_type": job.type, "dedup_id": job.dedup_id, "payload": job.payload}] if job else []
     with db.connection() as conn:
         return conn.execute(
             _INSERT_SQL,
@@ -228,8 +239,18 @@ def _insert_with_audit(
                 "now": clock.now(),
                 "actor": f"agent:{agent.id}",
                 "entries": Jsonb(entries),
+                "jobs": Jsonb(job_rows),
             },
         ).fetchone()
+
+
+def _job_for(transaction_id: uuid.UUID, status: str) -> jobs.Job | None:
+    """Approved: charge it. Pending: ask the admin. Declined: nothing more."""
+    if status == "approved":
+        return jobs.charge_job(transaction_id)
+    if status == "pending":
+        return jobs.approval_email_job(transaction_id)
+    return None
 
 
 def _undo_reservation(
@@ -309,13 +330,15 @@ def _record_replay(agent: AgentIdentity, transaction_id: uuid.UUID, request_id: 
 def block_agent(agent: AgentIdentity, *, request_id: str, count: int, limit: int) -> bool:
     """Record that the circuit breaker blocked the agent, once, with its audit entry. True if this call did it."""
     reason = f"{count} payment requests within 60 seconds (limit {limit})"
+    blocked_at = clock.now()
     with db.transaction() as conn:
         row = conn.execute(
             "UPDATE agents SET blocked_at = %s, blocked_reason = %s WHERE id = %s AND blocked_at IS NULL RETURNING id",
-            (clock.now(), reason, agent.id),
+            (blocked_at, reason, agent.id),
         ).fetchone()
         if row is None:
             return False
+        alert = jobs.enqueue(conn, jobs.block_alert_job(agent.id, blocked_at.isoformat()))
         audit.record(
             conn,
             organization_id=agent.organization_id,
@@ -325,4 +348,5 @@ def block_agent(agent: AgentIdentity, *, request_id: str, count: int, limit: int
             details={"request_id": request_id, "requests_in_window": count, "max_requests_per_minute": limit},
         )
     forget_agent(agent.key_hash)
+    jobs.publish([alert])
     return True

@@ -89,6 +89,12 @@ class RedisStore(Protocol):
 
     def ping(self) -> bool: ...
 
+    def scan_keys(self, pattern: str) -> list[str]:
+        """Every key matching a glob pattern (SCAN, never KEYS): for the sweep, not for request paths."""
+        ...
+
+    def hgetall(self, key: str) -> dict[str, str]: ...
+
     def flushall(self) -> None:
         """Tests only."""
         ...
@@ -149,6 +155,12 @@ class RedisPyStore:
     def ping(self) -> bool:
         return bool(self._call(self._client.ping))
 
+    def scan_keys(self, pattern: str) -> list[str]:
+        return self._call(lambda: [str(k) for k in self._client.scan_iter(match=pattern, count=500)])
+
+    def hgetall(self, key: str) -> dict[str, str]:
+        return self._call(lambda: {str(k): str(v) for k, v in self._client.hgetall(key).items()})
+
     def flushall(self) -> None:
         self._call(self._client.flushall)
 
@@ -196,6 +208,19 @@ class UpstashStore:
 
     def ping(self) -> bool:
         return self._call(self._client.ping) == "PONG"
+
+    def scan_keys(self, pattern: str) -> list[str]:
+        keys: list[str] = []
+        cursor = 0
+        while True:
+            cursor, page = self._call(lambda c=cursor: self._client.scan(c, match=pattern, count=500))  # type: ignore[misc]
+            keys.extend(str(k) for k in page)
+            if int(cursor) == 0:
+                return keys
+
+    def hgetall(self, key: str) -> dict[str, str]:
+        value = self._call(lambda: self._client.hgetall(key))
+        return {str(k): str(v) for k, v in (value or {}).items()}
 
     def flushall(self) -> None:
         self._call(self._client.flushall)

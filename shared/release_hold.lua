@@ -2,7 +2,7 @@
 -- Running it twice frees nothing the second time: the hold's field is gone after the first run.
 --
 -- KEYS[1] spent  string: cents held or spent on the budget day
--- KEYS[2] holds  hash idempotency_key -> cents
+-- KEYS[2] holds  hash idempotency_key -> "cents:unix_ms"
 -- KEYS[3] idem   string "transaction_id|request_hash": the idempotency claim (only when undoing a request)
 -- ARGV[1] idempotency key (the hold's field)
 -- ARGV[2] "release" gives the cents back to the day; "settle" keeps them spent (the charge went through)
@@ -15,15 +15,16 @@ if ARGV[3] ~= '' then
     redis.call('DEL', KEYS[3])
   end
 end
-local amount = redis.call('HGET', KEYS[2], ARGV[1])
-if not amount then
+local hold = redis.call('HGET', KEYS[2], ARGV[1])
+if not hold then
   return 0
 end
 redis.call('HDEL', KEYS[2], ARGV[1])
 if ARGV[2] ~= 'release' then
   return 0
 end
+local cents = tonumber(string.match(hold, '^%d+'))
 if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('DECRBY', KEYS[1], amount)
+  redis.call('DECRBY', KEYS[1], cents)
 end
-return tonumber(amount)
+return cents

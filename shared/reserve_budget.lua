@@ -5,7 +5,7 @@
 --
 -- KEYS[1] limits   hash {daily, per_tx, threshold, rpm}: the agent's limits, cached for at most 10 s
 -- KEYS[2] spent    string: cents held or spent on the budget day (pending + approved + completed)
--- KEYS[3] holds    hash idempotency_key -> cents: the holds of the budget day not yet settled
+-- KEYS[3] holds    hash idempotency_key -> "cents:unix_ms": the day's holds not yet settled, and when taken
 -- KEYS[4] idem     string "transaction_id|request_hash": the request deciding this key right now (30 s)
 -- KEYS[5] rate     zset request_id -> ms: the agent's payment requests of the last 60 s
 -- KEYS[6] blocked  string: present while the circuit breaker holds the agent
@@ -50,7 +50,7 @@ if not spent then
   redis.call('SET', KEYS[2], ARGV[9], 'EXAT', ARGV[7])
   redis.call('DEL', KEYS[3])
   for i = 10, #ARGV, 2 do
-    redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
+    redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1] .. ':' .. ARGV[5])
   end
   redis.call('EXPIREAT', KEYS[3], ARGV[7])
   spent = ARGV[9]
@@ -90,7 +90,7 @@ end
 if spent + amount > daily then
   return {'daily_limit_exceeded', spent, daily, per_tx, threshold, 0}
 end
-redis.call('HSET', KEYS[3], ARGV[1], amount)
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[4] .. ':' .. ARGV[5])
 redis.call('EXPIREAT', KEYS[3], ARGV[7])
 redis.call('INCRBY', KEYS[2], amount)
 return {outcome, spent, daily, per_tx, threshold, 1}

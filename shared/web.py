@@ -57,7 +57,8 @@ def configure_logging(level: int = logging.INFO) -> None:
     handler.setFormatter(JsonLogFormatter())
     root.handlers = [handler]
     root.setLevel(level)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    for chatty in ("httpx", "stripe"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 def new_request_id() -> str:

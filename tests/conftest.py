@@ -162,7 +162,7 @@ class ServerProcess:
                 sys.executable,
                 "-m",
                 "uvicorn",
-                "shared.local_app:build_local_app",
+                "shared.local_app:build_server_app",
                 "--factory",
                 "--host",
                 "127.0.0.1",

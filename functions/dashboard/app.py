@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import StreamingResponse
 from mangum import Mangum
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
-from shared import agents, db, organizations, stripe_api
+from functions.dashboard import web
+from shared import agents, approvals, dashboard, db, organizations, stripe_api, transactions
 from shared.deps import AdminDep, SettingsDep
 from shared.errors import SignupTokenRequired
 from shared.health import router as health_router
@@ -116,11 +118,165 @@ def unblock_agent(agent_id: str, request: Request, admin: AdminDep) -> dict[str,
         )
 
 
+@router.post("/v1/dashboard/agents/{agent_id}/disable", tags=["dashboard"], summary="Disable an agent")
+def disable_agent(agent_id: str, request: Request, admin: AdminDep) -> dict[str, Any]:
+    with db.connection() as conn:
+        return agents.disable_agent(
+            conn,
+            organization_id=admin.organization_id,
+            agent_id=agents.parse_id(agent_id),
+            timezone=admin.timezone,
+            request_id=request_id_of(request),
+        )
+
+
+@router.post("/v1/dashboard/agents/{agent_id}/enable", tags=["dashboard"], summary="Enable a disabled agent")
+def enable_agent(agent_id: str, request: Request, admin: AdminDep) -> dict[str, Any]:
+    with db.connection() as conn:
+        return agents.enable_agent(
+            conn,
+            organization_id=admin.organization_id,
+            agent_id=agents.parse_id(agent_id),
+            timezone=admin.timezone,
+            request_id=request_id_of(request),
+        )
+
+
+@router.post("/v1/dashboard/agents/{agent_id}/rotate-key", tags=["dashboard"], summary="Replace an agent's key")
+def rotate_agent_key(agent_id: str, request: Request, admin: AdminDep, settings: SettingsDep) -> dict[str, Any]:
+    with db.connection() as conn:
+        rotated = agents.rotate_key(
+            conn,
+            organization_id=admin.organization_id,
+            agent_id=agents.parse_id(agent_id),
+            key_mode=settings.key_mode,
+            request_id=request_id_of(request),
+        )
+    view = agents.agent_view(rotated.agent, spend_today_cents=agents.spend_today(rotated.agent["id"], admin.timezone))
+    return {"agent": view, "api_key": rotated.api_key.plaintext}
+
+
+@router.get("/v1/dashboard/transactions", tags=["dashboard"], summary="List the organization's transactions")
+def list_transactions(
+    admin: AdminDep,
+    agent_id: str | None = None,
+    status: str | None = None,
+    created_from: str | None = None,
+    created_to: str | None = None,
+    limit: Annotated[str | None, Query(description="1 to 100, default 25")] = None,
+    starting_after: Annotated[str | None, Query(description="id of the last row of the previous page")] = None,
+) -> dict[str, Any]:
+    filters = dashboard.TransactionFilters(
+        agent_id=dashboard.parse_uuid(agent_id, "agent_id"),
+        status=dashboard.parse_status(status),
+        created_from=dashboard.parse_time_bound(
+            created_from, "created_from", timezone=admin.timezone, end_of_day=False
+        ),
+        created_to=dashboard.parse_time_bound(created_to, "created_to", timezone=admin.timezone, end_of_day=True),
+    )
+    cursor = dashboard.Cursor(starting_after=dashboard.parse_uuid(starting_after, "starting_after"))
+    page_size = dashboard.parse_limit(limit)
+    with db.connection() as conn:
+        page = dashboard.list_transactions(
+            conn, organization_id=admin.organization_id, filters=filters, cursor=cursor, limit=page_size
+        )
+    return _list([transactions.transaction_view(row) for row in page.rows], page)
+
+
+@router.get("/v1/dashboard/transactions/{transaction_id}", tags=["dashboard"], summary="One transaction and its audit")
+def get_transaction(transaction_id: str, admin: AdminDep) -> dict[str, Any]:
+    tx_id = transactions.parse_id(transaction_id)
+    with db.connection() as conn:
+        row = dashboard.get_transaction(conn, organization_id=admin.organization_id, transaction_id=tx_id)
+        trail = dashboard.audit_trail(conn, organization_id=admin.organization_id, transaction_id=tx_id)
+    return {**transactions.transaction_view(row), "audit_trail": [dashboard.audit_log_view(r) for r in trail]}
+
+
+class DecisionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+@router.post(
+    "/v1/dashboard/transactions/{transaction_id}/{action}",
+    tags=["dashboard"],
+    summary="Approve or decline a pending transaction (same rules as the email links)",
+)
+def decide_transaction(
+    transaction_id: str,
+    action: Literal["approve", "decline"],
+    request: Request,
+    admin: AdminDep,
+    body: DecisionIn | None = None,
+) -> dict[str, Any]:
+    result = approvals.decide(
+        transaction_id=transactions.parse_id(transaction_id),
+        action=action,
+        actor="admin",
+        via="dashboard",
+        request_id=request_id_of(request),
+        reason=body.reason if body else None,
+        organization_id=admin.organization_id,
+    )
+    return transactions.transaction_view(result.transaction)
+
+
+@router.get(
+    "/v1/dashboard/audit-logs",
+    tags=["dashboard"],
+    summary="The organization's audit log, newest first; ?format=csv streams all of it as CSV",
+    response_model=None,
+)
+def list_audit_logs(
+    admin: AdminDep,
+    agent_id: str | None = None,
+    transaction_id: str | None = None,
+    action: Annotated[str | None, Query(max_length=100)] = None,
+    limit: Annotated[str | None, Query(description="1 to 100, default 25")] = None,
+    starting_after: str | None = None,
+    format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
+) -> dict[str, Any] | StreamingResponse:
+    filters = dashboard.AuditFilters(
+        agent_id=dashboard.parse_uuid(agent_id, "agent_id"),
+        transaction_id=dashboard.parse_uuid(transaction_id, "transaction_id"),
+        action=action or None,
+    )
+    if format == "csv":
+        return csv_download(dashboard.audit_log_csv(organization_id=admin.organization_id, filters=filters))
+    cursor = dashboard.Cursor(starting_after=dashboard.parse_uuid(starting_after, "starting_after"))
+    page_size = dashboard.parse_limit(limit)
+    with db.connection() as conn:
+        page = dashboard.list_audit_logs(
+            conn, organization_id=admin.organization_id, filters=filters, cursor=cursor, limit=page_size
+        )
+    return _list([dashboard.audit_log_view(row) for row in page.rows], page)
+
+
+def csv_download(chunks: Any) -> StreamingResponse:
+    return StreamingResponse(
+        chunks,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="audit-log.csv"', "Cache-Control": "no-store"},
+    )
+
+
+def _list(data: list[dict[str, Any]], page: dashboard.Page) -> dict[str, Any]:
+    return {
+        "object": "list",
+        "data": data,
+        "has_more": page.has_more,
+        "next_cursor": page.next_cursor if page.has_more else None,
+    }
+
+
 def _signup_token_ok(sent: str | None, expected: str | None) -> bool:
     import hmac
 
     return bool(sent and expected and hmac.compare_digest(sent.encode(), expected.encode()))
 
+
+router.include_router(web.router)
 
 app = create_app(router, health_router, title="AgentPay dashboard")
 handler = Mangum(app, lifespan="off")

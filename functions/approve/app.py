@@ -1,0 +1,14 @@
+"""GET and POST /v1/approve/{token}: the approve link of the approval email (GET shows, POST decides)."""
+
+from __future__ import annotations
+
+from mangum import Mangum
+
+from shared.approval_links import make_router
+from shared.health import router as health_router
+from shared.web import create_app
+
+router = make_router("approve")
+
+app = create_app(router, health_router, title="AgentPay approve link")
+handler = Mangum(app, lifespan="off")

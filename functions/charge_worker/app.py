@@ -1,0 +1,36 @@
+"""POST /v1/jobs/charge: QStash delivers a charge job; the approved transaction is charged once."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Request
+from mangum import Mangum
+from pydantic import BaseModel, ConfigDict
+
+from shared import charges, stripe_api
+from shared.deps import SettingsDep, SignedJobBody
+from shared.health import router as health_router
+from shared.web import create_app, request_id_of
+
+router = APIRouter(tags=["jobs"])
+
+
+class ChargeJobIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    transaction_id: uuid.UUID
+
+
+@router.post("/v1/jobs/charge", summary="Charge an approved transaction (QStash-signed)")
+def run_charge_job(body: SignedJobBody, request: Request, settings: SettingsDep) -> dict[str, Any]:
+    job = ChargeJobIn.model_validate_json(body)
+    result = charges.charge_transaction(
+        stripe_api.get_client(), job.transaction_id, settings=settings, request_id=request_id_of(request)
+    )
+    return {"outcome": result.outcome}
+
+
+app = create_app(router, health_router, title="AgentPay charge worker")
+handler = Mangum(app, lifespan="off")

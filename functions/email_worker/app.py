@@ -1,0 +1,71 @@
+"""POST /v1/jobs/email and /v1/jobs/webhook: emails to admins and decision webhooks to agents (QStash-signed)."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import uuid
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from mangum import Mangum
+from pydantic import BaseModel, ConfigDict
+
+from shared import jobs, notifications, webhooks
+from shared.deps import SettingsDep, SignedJobBody
+from shared.health import router as health_router
+from shared.web import create_app
+
+router = APIRouter(tags=["jobs"])
+
+
+class EmailJobIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    kind: Literal["approval", "block_alert"]
+    transaction_id: uuid.UUID | None = None
+    agent_id: uuid.UUID | None = None
+    blocked_at: str | None = None
+
+
+class WebhookJobIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    event_id: str
+
+
+@router.post("/v1/jobs/email", summary="Send an approval request or a circuit-breaker alert (QStash-signed)")
+def run_email_job(body: SignedJobBody, settings: SettingsDep) -> dict[str, Any]:
+    job = EmailJobIn.model_validate_json(body)
+    if job.kind == "approval" and job.transaction_id is not None:
+        sent = notifications.send_approval_request(settings, job.transaction_id)
+    elif job.kind == "block_alert" and job.agent_id is not None and job.blocked_at is not None:
+        sent = notifications.send_block_alert(settings, job.agent_id, job.blocked_at)
+    else:
+        sent = None
+    return {"sent": sent}
+
+
+@router.post("/v1/jobs/webhook", summary="Deliver a decision webhook to the agent's callback_url (QStash-signed)")
+def run_webhook_job(body: SignedJobBody) -> dict[str, Any]:
+    job = WebhookJobIn.model_validate_json(body)
+    return {"receiver_status": webhooks.deliver(job.event_id)}
+
+
+@router.post("/v1/jobs/failed", summary="QStash's failure callback: keep the job as a dead letter (QStash-signed)")
+def record_failed_job(body: SignedJobBody) -> dict[str, Any]:
+    callback: dict[str, Any] = json.loads(body)
+    source_url = str(callback.get("url", ""))
+    job_type = next((name for name, path in jobs.JOB_PATHS.items() if source_url.endswith(path)), "unknown")
+    payload: dict[str, Any] = {"callback": callback}
+    source = callback.get("sourceBody")
+    if isinstance(source, str):
+        with contextlib.suppress(ValueError):
+            payload.update(json.loads(base64.b64decode(source)))
+    jobs.record_dead_letter(job_type, payload, f"QStash gave up: HTTP {callback.get('status')}")
+    return {"recorded": True}
+
+
+app = create_app(router, health_router, title="AgentPay email and webhook worker")
+handler = Mangum(app, lifespan="off")
