@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck cfn-lint pytest bench clean install browser
+.PHONY: run test lint typecheck cfn-lint pytest bench clean install browser openapi sdk-ts
 
 # The dashboard's browser tests drive Debian's chromium (Playwright's own download is not used).
 CHROMIUM ?= /usr/bin/chromium
@@ -41,7 +41,18 @@ pytest: $(STAMP) browser
 	$(PY) -m pytest
 	$(PY) -m pytest sdk/python/tests
 
-test: lint typecheck cfn-lint pytest
+# The TypeScript SDK's own unit tests (node's test runner); its integration tests run from pytest (tests/sdk).
+sdk/typescript/node_modules: sdk/typescript/package-lock.json
+	cd sdk/typescript && npm ci --no-audit --no-fund --loglevel=error
+	touch sdk/typescript/node_modules
+
+sdk-ts: sdk/typescript/node_modules
+	cd sdk/typescript && npm test
+
+test: lint typecheck cfn-lint sdk-ts pytest
+
+openapi: $(STAMP)
+	$(PY) -m shared.api_schema
 
 bench: $(STAMP)
 	$(PY) bench/run.py

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from shared import api_schema as schema
 from shared import approval_pages, approvals, db
 from shared.approvals import Action
 from shared.config import get_settings
@@ -51,7 +52,17 @@ def make_router(action: Action) -> APIRouter:
     router = APIRouter(tags=["approval links"])
     path = f"/v1/{action}/{{token}}"
 
-    @router.get(path, summary=f"Show what the {action} link decides (changes nothing)", response_model=None)
+    answers: dict[int | str, dict[str, Any]] = {
+        200: {
+            "description": "an HTML page, or the transaction with Accept: application/json",
+            "content": {"text/html": {}, "application/json": {"schema": {"$ref": "#/components/schemas/Transaction"}}},
+        },
+        **schema.errors(400, 401, 404, 409, 410, 422),
+    }
+
+    @router.get(
+        path, summary=f"Show what the {action} link decides (changes nothing)", response_model=None, responses=answers
+    )
     def show(token: str, request: Request) -> Response:
         settings = get_settings()
         try:
@@ -86,7 +97,7 @@ def make_router(action: Action) -> APIRouter:
             )
         )
 
-    @router.post(path, summary=f"{action.capitalize()} the pending transaction", response_model=None)
+    @router.post(path, summary=f"{action.capitalize()} the pending transaction", response_model=None, responses=answers)
     async def decide(token: str, request: Request) -> Response:
         try:
             reason = await _reason(request) if action == "decline" else None

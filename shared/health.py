@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from shared import api_schema as schema
 from shared import db
 from shared.errors import AgentPayError
 from shared.redis_store import get_store
@@ -28,7 +29,15 @@ def check_health() -> dict[str, str]:
     return checks
 
 
-@router.get("/healthz", summary="Health of this container's dependencies")
+@router.get(
+    "/healthz",
+    summary="Health of this container's dependencies",
+    response_model=None,
+    responses={
+        200: {"model": schema.Health, "description": "the database and Redis answer"},
+        503: {"model": schema.Health, "description": "a dependency does not answer"},
+    },
+)
 def healthz() -> JSONResponse:
     checks = check_health()
     healthy = all(v == "ok" for v in checks.values())

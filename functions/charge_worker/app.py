@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from mangum import Mangum
 from pydantic import BaseModel, ConfigDict
 
+from shared import api_schema as schema
 from shared import charges, stripe_api
 from shared.deps import SettingsDep, SignedJobBody
 from shared.health import router as health_router
@@ -23,7 +24,12 @@ class ChargeJobIn(BaseModel):
     transaction_id: uuid.UUID
 
 
-@router.post("/v1/jobs/charge", summary="Charge an approved transaction (QStash-signed)")
+@router.post(
+    "/v1/jobs/charge",
+    summary="Charge an approved transaction (QStash-signed)",
+    response_model=None,
+    responses={**schema.ok(schema.JobResult), **schema.errors(401, 409, 503)},
+)
 def run_charge_job(body: SignedJobBody, request: Request, settings: SettingsDep) -> dict[str, Any]:
     job = ChargeJobIn.model_validate_json(body)
     result = charges.charge_transaction(

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from functions.dashboard import web
 from shared import agents, approvals, dashboard, db, organizations, stripe_api, transactions
+from shared import api_schema as schema
 from shared.deps import AdminDep, SettingsDep
 from shared.errors import SignupTokenRequired
 from shared.health import router as health_router
@@ -51,7 +52,17 @@ class AgentIn(BaseModel):
     limits: LimitsIn
 
 
-@router.post("/v1/orgs", status_code=201, tags=["organizations"], summary="Sign up an organization")
+@router.post(
+    "/v1/orgs",
+    status_code=201,
+    tags=["organizations"],
+    summary="Sign up an organization",
+    response_model=None,
+    responses={
+        **schema.ok(schema.SignupResult, "the organization and its admin key, shown once", 201),
+        **schema.errors(403, 413, 422, 503),
+    },
+)
 def create_organization(
     body: SignupIn,
     settings: SettingsDep,
@@ -73,7 +84,17 @@ def create_organization(
     }
 
 
-@router.post("/v1/dashboard/agents", status_code=201, tags=["dashboard"], summary="Create an agent")
+@router.post(
+    "/v1/dashboard/agents",
+    status_code=201,
+    tags=["dashboard"],
+    summary="Create an agent",
+    response_model=None,
+    responses={
+        **schema.ok(schema.AgentWithKey, "the agent and its key, shown once", 201),
+        **schema.errors(401, 413, 422, 503),
+    },
+)
 def create_agent(body: AgentIn, admin: AdminDep, settings: SettingsDep) -> dict[str, Any]:
     with db.connection() as conn:
         created = agents.create_agent(
@@ -86,14 +107,32 @@ def create_agent(body: AgentIn, admin: AdminDep, settings: SettingsDep) -> dict[
     return {"agent": agents.agent_view(created.agent), "api_key": created.api_key.plaintext}
 
 
-@router.get("/v1/dashboard/agents", tags=["dashboard"], summary="List the organization's agents with today's spend")
+@router.get(
+    "/v1/dashboard/agents",
+    tags=["dashboard"],
+    summary="List the organization's agents with today's spend",
+    response_model=None,
+    responses={
+        **schema.ok(schema.AgentList),
+        **schema.errors(401, 503),
+    },
+)
 def list_agents(admin: AdminDep) -> dict[str, Any]:
     with db.connection() as conn:
         data = agents.list_agent_views(conn, organization_id=admin.organization_id, timezone=admin.timezone)
     return {"object": "list", "data": data}
 
 
-@router.put("/v1/dashboard/agents/{agent_id}/limits", tags=["dashboard"], summary="Change an agent's limits")
+@router.put(
+    "/v1/dashboard/agents/{agent_id}/limits",
+    tags=["dashboard"],
+    summary="Change an agent's limits",
+    response_model=None,
+    responses={
+        **schema.ok(schema.Agent, "the agent; the limits apply from the next request"),
+        **schema.errors(401, 404, 413, 422, 503),
+    },
+)
 def update_limits(agent_id: str, body: LimitsIn, request: Request, admin: AdminDep) -> dict[str, Any]:
     with db.connection() as conn:
         return agents.change_limits(
@@ -106,7 +145,16 @@ def update_limits(agent_id: str, body: LimitsIn, request: Request, admin: AdminD
         )
 
 
-@router.post("/v1/dashboard/agents/{agent_id}/unblock", tags=["dashboard"], summary="Lift the circuit breaker's block")
+@router.post(
+    "/v1/dashboard/agents/{agent_id}/unblock",
+    tags=["dashboard"],
+    summary="Lift the circuit breaker's block",
+    response_model=None,
+    responses={
+        **schema.ok(schema.Agent),
+        **schema.errors(401, 404, 503),
+    },
+)
 def unblock_agent(agent_id: str, request: Request, admin: AdminDep) -> dict[str, Any]:
     with db.connection() as conn:
         return agents.lift_block(
@@ -118,7 +166,16 @@ def unblock_agent(agent_id: str, request: Request, admin: AdminDep) -> dict[str,
         )
 
 
-@router.post("/v1/dashboard/agents/{agent_id}/disable", tags=["dashboard"], summary="Disable an agent")
+@router.post(
+    "/v1/dashboard/agents/{agent_id}/disable",
+    tags=["dashboard"],
+    summary="Disable an agent",
+    response_model=None,
+    responses={
+        **schema.ok(schema.Agent),
+        **schema.errors(401, 404, 503),
+    },
+)
 def disable_agent(agent_id: str, request: Request, admin: AdminDep) -> dict[str, Any]:
     with db.connection() as conn:
         return agents.disable_agent(
@@ -130,7 +187,16 @@ def disable_agent(agent_id: str, request: Request, admin: AdminDep) -> dict[str,
         )
 
 
-@router.post("/v1/dashboard/agents/{agent_id}/enable", tags=["dashboard"], summary="Enable a disabled agent")
+@router.post(
+    "/v1/dashboard/agents/{agent_id}/enable",
+    tags=["dashboard"],
+    summary="Enable a disabled agent",
+    response_model=None,
+    responses={
+        **schema.ok(schema.Agent),
+        **schema.errors(401, 404, 503),
+    },
+)
 def enable_agent(agent_id: str, request: Request, admin: AdminDep) -> dict[str, Any]:
     with db.connection() as conn:
         return agents.enable_agent(
@@ -142,7 +208,16 @@ def enable_agent(agent_id: str, request: Request, admin: AdminDep) -> dict[str, 
         )
 
 
-@router.post("/v1/dashboard/agents/{agent_id}/rotate-key", tags=["dashboard"], summary="Replace an agent's key")
+@router.post(
+    "/v1/dashboard/agents/{agent_id}/rotate-key",
+    tags=["dashboard"],
+    summary="Replace an agent's key",
+    response_model=None,
+    responses={
+        **schema.ok(schema.AgentWithKey, "the agent and its new key; the old key stops at once"),
+        **schema.errors(401, 404, 503),
+    },
+)
 def rotate_agent_key(agent_id: str, request: Request, admin: AdminDep, settings: SettingsDep) -> dict[str, Any]:
     with db.connection() as conn:
         rotated = agents.rotate_key(
@@ -156,7 +231,16 @@ def rotate_agent_key(agent_id: str, request: Request, admin: AdminDep, settings:
     return {"agent": view, "api_key": rotated.api_key.plaintext}
 
 
-@router.get("/v1/dashboard/transactions", tags=["dashboard"], summary="List the organization's transactions")
+@router.get(
+    "/v1/dashboard/transactions",
+    tags=["dashboard"],
+    summary="List the organization's transactions",
+    response_model=None,
+    responses={
+        **schema.ok(schema.TransactionList, "newest first; keyset pagination by starting_after"),
+        **schema.errors(401, 404, 422, 503),
+    },
+)
 def list_transactions(
     admin: AdminDep,
     agent_id: str | None = None,
@@ -183,7 +267,16 @@ def list_transactions(
     return _list([transactions.transaction_view(row) for row in page.rows], page)
 
 
-@router.get("/v1/dashboard/transactions/{transaction_id}", tags=["dashboard"], summary="One transaction and its audit")
+@router.get(
+    "/v1/dashboard/transactions/{transaction_id}",
+    tags=["dashboard"],
+    summary="One transaction and its audit",
+    response_model=None,
+    responses={
+        **schema.ok(schema.TransactionWithAudit),
+        **schema.errors(401, 404, 503),
+    },
+)
 def get_transaction(transaction_id: str, admin: AdminDep) -> dict[str, Any]:
     tx_id = transactions.parse_id(transaction_id)
     with db.connection() as conn:
@@ -198,17 +291,38 @@ class DecisionIn(BaseModel):
     reason: str | None = Field(default=None, max_length=1000)
 
 
+_DECISION_ANSWERS: dict[int | str, dict[str, Any]] = {
+    **schema.ok(schema.Transaction, "the transaction after the decision; the same decision again changes nothing"),
+    **schema.errors(401, 404, 409, 410, 413, 422, 503),
+}
+
+
 @router.post(
-    "/v1/dashboard/transactions/{transaction_id}/{action}",
+    "/v1/dashboard/transactions/{transaction_id}/approve",
     tags=["dashboard"],
-    summary="Approve or decline a pending transaction (same rules as the email links)",
+    summary="Approve a pending transaction (same rules as the email link)",
+    response_model=None,
+    responses=_DECISION_ANSWERS,
 )
-def decide_transaction(
-    transaction_id: str,
-    action: Literal["approve", "decline"],
-    request: Request,
-    admin: AdminDep,
-    body: DecisionIn | None = None,
+def approve_transaction(transaction_id: str, request: Request, admin: AdminDep) -> dict[str, Any]:
+    return _decide(transaction_id, "approve", request, admin, reason=None)
+
+
+@router.post(
+    "/v1/dashboard/transactions/{transaction_id}/decline",
+    tags=["dashboard"],
+    summary="Decline a pending transaction, with an optional reason (same rules as the email link)",
+    response_model=None,
+    responses=_DECISION_ANSWERS,
+)
+def decline_transaction(
+    transaction_id: str, request: Request, admin: AdminDep, body: DecisionIn | None = None
+) -> dict[str, Any]:
+    return _decide(transaction_id, "decline", request, admin, reason=body.reason if body else None)
+
+
+def _decide(
+    transaction_id: str, action: Literal["approve", "decline"], request: Request, admin: Any, *, reason: str | None
 ) -> dict[str, Any]:
     result = approvals.decide(
         transaction_id=transactions.parse_id(transaction_id),
@@ -216,7 +330,7 @@ def decide_transaction(
         actor="admin",
         via="dashboard",
         request_id=request_id_of(request),
-        reason=body.reason if body else None,
+        reason=reason,
         organization_id=admin.organization_id,
     )
     return transactions.transaction_view(result.transaction)
@@ -227,6 +341,10 @@ def decide_transaction(
     tags=["dashboard"],
     summary="The organization's audit log, newest first; ?format=csv streams all of it as CSV",
     response_model=None,
+    responses={
+        **schema.ok(schema.AuditLogList, "JSON, or with format=csv a streamed text/csv download"),
+        **schema.errors(401, 404, 422, 503),
+    },
 )
 def list_audit_logs(
     admin: AdminDep,

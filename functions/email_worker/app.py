@@ -12,6 +12,7 @@ from fastapi import APIRouter
 from mangum import Mangum
 from pydantic import BaseModel, ConfigDict
 
+from shared import api_schema as schema
 from shared import jobs, notifications, webhooks
 from shared.deps import SettingsDep, SignedJobBody
 from shared.health import router as health_router
@@ -35,7 +36,12 @@ class WebhookJobIn(BaseModel):
     event_id: str
 
 
-@router.post("/v1/jobs/email", summary="Send an approval request or a circuit-breaker alert (QStash-signed)")
+@router.post(
+    "/v1/jobs/email",
+    summary="Send an approval request or a circuit-breaker alert (QStash-signed)",
+    response_model=None,
+    responses={**schema.ok(schema.JobResult), **schema.errors(401, 409, 503)},
+)
 def run_email_job(body: SignedJobBody, settings: SettingsDep) -> dict[str, Any]:
     job = EmailJobIn.model_validate_json(body)
     if job.kind == "approval" and job.transaction_id is not None:
@@ -47,13 +53,23 @@ def run_email_job(body: SignedJobBody, settings: SettingsDep) -> dict[str, Any]:
     return {"sent": sent}
 
 
-@router.post("/v1/jobs/webhook", summary="Deliver a decision webhook to the agent's callback_url (QStash-signed)")
+@router.post(
+    "/v1/jobs/webhook",
+    summary="Deliver a decision webhook to the agent's callback_url (QStash-signed)",
+    response_model=None,
+    responses={**schema.ok(schema.JobResult), **schema.errors(401, 409, 503)},
+)
 def run_webhook_job(body: SignedJobBody) -> dict[str, Any]:
     job = WebhookJobIn.model_validate_json(body)
     return {"receiver_status": webhooks.deliver(job.event_id)}
 
 
-@router.post("/v1/jobs/failed", summary="QStash's failure callback: keep the job as a dead letter (QStash-signed)")
+@router.post(
+    "/v1/jobs/failed",
+    summary="QStash's failure callback: keep the job as a dead letter (QStash-signed)",
+    response_model=None,
+    responses={**schema.ok(schema.JobResult), **schema.errors(401, 409, 503)},
+)
 def record_failed_job(body: SignedJobBody) -> dict[str, Any]:
     callback: dict[str, Any] = json.loads(body)
     source_url = str(callback.get("url", ""))

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from mangum import Mangum
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
+from shared import api_schema as schema
 from shared import payments
 from shared.auth import AgentIdentity
 from shared.deps import AgentDep, SettingsDep
@@ -99,6 +100,18 @@ async def audited_agent(request: Request, agent: AgentDep) -> AgentIdentity:
     "/v1/payment-request",
     status_code=201,
     summary="Ask to spend: approved (201), pending approval (202), declined (402) or replayed (200)",
+    response_model=None,
+    responses={
+        **schema.ok(schema.Transaction, "approved; a charge job is queued", 201),
+        **schema.ok(schema.Transaction, "pending; the admin is emailed and approval_expires_at is set", 202),
+        200: {
+            "model": schema.Transaction,
+            "description": "the same key and parameters again: the transaction as it is now",
+            "headers": {"Idempotent-Replayed": {"schema": {"type": "string", "enum": ["true"]}}},
+        },
+        **schema.ok(schema.DeclinedTransaction, "declined: the transaction with `error` added", 402),
+        **schema.errors(401, 403, 409, 413, 422, 429, 503),
+    },
 )
 def create_payment_request(
     body: PaymentRequestIn,

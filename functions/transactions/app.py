@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from mangum import Mangum
 
+from shared import api_schema as schema
 from shared import db, transactions
 from shared.deps import AgentDep
 from shared.health import router as health_router
@@ -15,7 +16,12 @@ from shared.web import create_app
 router = APIRouter(tags=["agent"])
 
 
-@router.get("/v1/transactions/{transaction_id}", summary="Retrieve one of the calling agent's transactions")
+@router.get(
+    "/v1/transactions/{transaction_id}",
+    summary="Retrieve one of the calling agent's transactions",
+    response_model=None,
+    responses={**schema.ok(schema.Transaction), **schema.errors(401, 403, 404, 503)},
+)
 def retrieve_transaction(transaction_id: str, agent: AgentDep) -> dict[str, Any]:
     tx_id = transactions.parse_id(transaction_id)
     with db.connection() as conn:

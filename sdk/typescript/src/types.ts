@@ -37,7 +37,7 @@ export interface Transaction {
   purpose: string;
   context: JsonObject;
   status: TransactionStatus;
-  decision_reason: DecisionReason | null;
+  decision_reason: DecisionReason;
   idempotency_key: string;
   stripe_charge_id: string | null;
   approval_expires_at: string | null;
@@ -67,7 +67,6 @@ export const TRANSACTION_FIELDS = [
 
 /** The fields of {@link Transaction} that may be `null`. */
 export const NULLABLE_TRANSACTION_FIELDS = [
-  "decision_reason",
   "stripe_charge_id",
   "approval_expires_at",
   "completed_at",

@@ -24,7 +24,7 @@ function exported(overrides = {}) {
             id: str, object: { const: "transaction" }, organization_id: str, agent_id: str, amount: { type: "integer" },
             currency: str, merchant: str, purpose: str, context: { type: "object" },
             status: { $ref: "#/components/schemas/TransactionStatus" },
-            decision_reason: nullable({ $ref: "#/components/schemas/DecisionReason" }),
+            decision_reason: { $ref: "#/components/schemas/DecisionReason" },
             idempotency_key: str, stripe_charge_id: nullable(str), approval_expires_at: nullable(str),
             created_at: str, completed_at: nullable(str),
             ...overrides,
