@@ -192,3 +192,113 @@ def test_unknown_route_is_404_in_the_error_shape(services: Any) -> None:
     response = invoke("dashboard", load_event("unknown_route.json"))
     assert response["statusCode"] == 404
     assert error_of(response)["code"] == "not_found"
+
+
+def _json_string(value: str) -> str:
+    """`value` as it must sit inside a JSON string of an event file."""
+    return json.dumps(value)[1:-1]
+
+
+def test_a_signed_payment_request_through_the_handler_is_approved(keys: dict[str, str]) -> None:
+    body = json.dumps(
+        {"amount": 250, "merchant": "api.example.com", "purpose": "lambda test", "idempotency_key": uuid.uuid4().hex},
+        separators=(",", ":"),
+    )
+    headers = signed_headers(keys["agent_key"], "POST", "/v1/payment-request", body.encode())
+    event = load_event(
+        "payment_request_post.json",
+        BODY=_json_string(body),
+        CONTENT_LENGTH=str(len(body)),
+        AUTHORIZATION=headers["Authorization"],
+        AGENTPAY_TIMESTAMP=headers["AgentPay-Timestamp"],
+        AGENTPAY_SIGNATURE=headers["AgentPay-Signature"],
+    )
+    response = invoke("payment_request", event)
+    assert response["statusCode"] == 201, response["body"]
+    assert json_body(response)["status"] == "approved"
+    keys["approved_transaction"] = json_body(response)["id"]
+
+
+def test_the_charge_worker_runs_a_job_delivered_to_its_function_url(keys: dict[str, str]) -> None:
+    from shared import jobs
+    from shared.config import get_settings
+
+    if "approved_transaction" not in keys:
+        test_a_signed_payment_request_through_the_handler_is_approved(keys)
+    body = json.dumps({"transaction_id": keys["approved_transaction"]}, separators=(",", ":"))
+    template = load_event("charge_job_function_url.json", BODY="", CONTENT_LENGTH="0", UPSTASH_SIGNATURE="")
+    url = f"https://{template['headers']['host']}/v1/jobs/charge"
+    signature = jobs.sign_like_qstash(
+        url=url, body=body.encode(), signing_key=get_settings().require("qstash_current_signing_key")
+    )
+    event = load_event(
+        "charge_job_function_url.json",
+        BODY=_json_string(body),
+        CONTENT_LENGTH=str(len(body)),
+        UPSTASH_SIGNATURE=signature,
+    )
+    response = invoke("charge_worker", event)
+    assert response["statusCode"] == 200, response["body"]
+    assert json_body(response) == {"outcome": "completed"}
+    signed_for_elsewhere = jobs.sign_like_qstash(
+        url="https://elsewhere.example.com/v1/jobs/charge",
+        body=body.encode(),
+        signing_key=get_settings().require("qstash_current_signing_key"),
+    )
+    event["headers"]["upstash-signature"] = signed_for_elsewhere
+    assert invoke("charge_worker", event)["statusCode"] == 401
+
+
+def test_the_approve_link_through_the_handler_shows_a_page_and_changes_nothing(keys: dict[str, str]) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from shared import approvals
+    from shared.config import get_settings
+
+    body = json.dumps(
+        {
+            "amount": 1500,
+            "merchant": "api.example.com",
+            "purpose": "needs approval",
+            "idempotency_key": uuid.uuid4().hex,
+        },
+        separators=(",", ":"),
+    )
+    headers = signed_headers(keys["agent_key"], "POST", "/v1/payment-request", body.encode())
+    pending = invoke(
+        "payment_request",
+        load_event(
+            "payment_request_post.json",
+            BODY=_json_string(body),
+            CONTENT_LENGTH=str(len(body)),
+            AUTHORIZATION=headers["Authorization"],
+            AGENTPAY_TIMESTAMP=headers["AgentPay-Timestamp"],
+            AGENTPAY_SIGNATURE=headers["AgentPay-Signature"],
+        ),
+    )
+    assert pending["statusCode"] == 202, pending["body"]
+    tx_id = json_body(pending)["id"]
+    token = approvals.issue_token(
+        transaction_id=tx_id,
+        action="approve",
+        expires_at=datetime.now(UTC) + timedelta(hours=1),
+        secret=get_settings().require("approval_jwt_secret"),
+    )
+    page = invoke("approve", load_event("approve_get.json", TOKEN=token))
+    assert page["statusCode"] == 200
+    assert page["headers"]["content-type"].startswith("text/html")
+    assert "<form" in page["body"] and "$15.00" in page["body"]
+    assert "default-src 'none'" in page["headers"]["content-security-policy"]
+    from shared import db
+
+    with db.connection() as conn:
+        row = conn.execute("SELECT status FROM transactions WHERE id = %s", (tx_id,)).fetchone()
+    assert row is not None and row["status"] == "pending"
+
+
+def test_the_scheduled_sweep_handler_reports_what_it_did(services: Any) -> None:
+    from functions.expire_approvals.app import handler
+
+    report = handler(load_event("schedule.json"), FakeLambdaContext(function_name="agentpay-expire_approvals"))
+    assert set(report) >= {"timed_out", "charges_redriven", "jobs_republished", "holds_freed", "errors"}
+    assert report["errors"] == []
