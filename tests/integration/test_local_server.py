@@ -178,3 +178,34 @@ def test_cli_refuses_bad_limits_with_a_readable_message(services: Any) -> None:
     assert result.returncode == 2
     assert "per_transaction_limit: must not exceed daily_limit" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_demo_completes_both_paths_against_a_running_dev_server(tmp_path: Path) -> None:
+    """`agentpay demo` as the README tells a newcomer to run it; the test plays the admin clicking Approve."""
+    home = tmp_path / "home"
+    port = _free_port()
+    process, dev = _start_dev(home, port)
+    try:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "shared.cli", "demo", "--timeout", "60"],
+            cwd=REPO,
+            env=_clean_env(home, port),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert demo.stdout is not None
+        lines: list[str] = []
+        for line in demo.stdout:
+            lines.append(line)
+            if "/v1/approve/" in line:
+                approve_url = line.strip()
+                page = httpx.get(approve_url)
+                assert page.status_code == 200 and "Approve" in page.text
+                assert httpx.post(approve_url).status_code == 200
+        assert demo.wait(timeout=60) == 0, "".join(lines)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=30)
+    output = "".join(lines)
+    assert output.count("completed: Stripe PaymentIntent pi_") == 2, output
