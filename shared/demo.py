@@ -61,15 +61,17 @@ def _wait(agent: DemoAgent, transaction_id: str, *, timeout: float, label: str) 
     while True:
         tx = agent.get(transaction_id)
         elapsed = time.monotonic() - started
-        if tx["status"] != last or int(elapsed) % 5 == 0:
+        if sys.stdout.isatty():  # one line that updates itself
             sys.stdout.write(f"\r  {label}: {tx['status']:<10} ({elapsed:4.0f}s)")
             sys.stdout.flush()
-            last = tx["status"]
+        elif tx["status"] != last:  # a log: one line per change
+            _say(f"  {label}: {tx['status']} ({elapsed:.0f}s)")
+        last = tx["status"]
         if tx["status"] in TERMINAL:
-            sys.stdout.write("\n")
+            if sys.stdout.isatty():
+                sys.stdout.write("\n")
             return tx
         if elapsed > timeout:
-            sys.stdout.write("\n")
             raise TimeoutError(f"still {tx['status']} after {timeout:.0f}s")
         time.sleep(0.5)
 
