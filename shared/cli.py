@@ -79,9 +79,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    import httpx
+
     from shared.demo import run_demo
 
-    return run_demo(base_url=args.base_url, timeout=args.timeout)
+    try:
+        return run_demo(base_url=args.base_url, timeout=args.timeout)
+    except TimeoutError as exc:
+        print(f"agentpay demo: gave up waiting: {exc}", file=sys.stderr)
+    except httpx.HTTPError as exc:
+        print(f"agentpay demo: cannot reach AgentPay ({exc}); is `make run` running?", file=sys.stderr)
+    return 1
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
