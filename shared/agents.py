@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -284,7 +285,17 @@ def set_active(
             )
     row = get_agent(conn, organization_id=organization_id, agent_id=agent_id)
     forget_agent(row["api_key_hash"])
+    _publish_credential(agent_id, key_hash=row["api_key_hash"], active=row["is_active"])
     return row
+
+
+def _publish_credential(agent_id: uuid.UUID, *, key_hash: str, active: bool) -> None:
+    """Tell every container, through Redis, which key is current and whether the agent may spend.
+
+    If Redis cannot be told, other containers notice within their 10 s cache.
+    """
+    with contextlib.suppress(BudgetUnavailable):
+        budget.get_engine().publish_credential(agent_id, key_hash=key_hash, active=active)
 
 
 def rotate_key(
@@ -312,7 +323,9 @@ def rotate_key(
             details={"request_id": request_id, "old_key_prefix": old["key_prefix"], "new_key_prefix": key.prefix},
         )
     forget_agent(old["api_key_hash"])
-    return NewAgent(agent=get_agent(conn, organization_id=organization_id, agent_id=agent_id), api_key=key)
+    row = get_agent(conn, organization_id=organization_id, agent_id=agent_id)
+    _publish_credential(agent_id, key_hash=key.hash, active=row["is_active"])
+    return NewAgent(agent=row, api_key=key)
 
 
 def disable_agent(

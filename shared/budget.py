@@ -57,6 +57,13 @@ def blocked_key(agent_id: uuid.UUID | str) -> str:
     return f"{_agent_prefix(agent_id)}:blocked"
 
 
+def credential_key(agent_id: uuid.UUID | str) -> str:
+    return f"{_agent_prefix(agent_id)}:credential"
+
+
+CREDENTIAL_TTL_SECONDS = 24 * 3600  # far longer than any container's cached copy of an agent (10 s)
+
+
 # Days ---------------------------------------------------------------------------------------------------------
 def budget_day(timezone: str, at: datetime) -> date:
     """The organization's calendar day at a moment (daylight-saving changes included)."""
@@ -115,6 +122,13 @@ class Blocked:
 
 
 @dataclass(frozen=True)
+class Revoked:
+    """The key was rotated away or the agent disabled since this container cached it."""
+
+    disabled: bool
+
+
+@dataclass(frozen=True)
 class Tripped:
     """This request tripped the circuit breaker: the agent is blocked from now on."""
 
@@ -133,6 +147,7 @@ class ReserveRequest:
     expire_at: int
     request_id: str
     now_ms: int
+    key_hash: str = ""  # the request's key; "" matches any published credential (tests and benchmarks)
 
 
 class BudgetEngine:
@@ -149,7 +164,7 @@ class BudgetEngine:
         self.load_limits = load_limits
         self.load_day = load_day
 
-    def reserve(self, request: ReserveRequest) -> Decision | Replay | Blocked | Tripped:
+    def reserve(self, request: ReserveRequest) -> Decision | Replay | Blocked | Tripped | Revoked:
         limits_arg = ""
         rebuilt: list[str | int] = [""]
         keys = [
@@ -159,6 +174,7 @@ class BudgetEngine:
             claim_key(request.agent_id, request.idempotency_key),
             rate_key(request.agent_id),
             blocked_key(request.agent_id),
+            credential_key(request.agent_id),
         ]
         # At most three runs: the cached limits may be missing, then the day's counter may be missing.
         for _ in range(3):
@@ -171,7 +187,9 @@ class BudgetEngine:
                 request.request_id,
                 request.expire_at,
                 limits_arg,
-                *rebuilt,
+                rebuilt[0],
+                request.key_hash,
+                *rebuilt[1:],
             ]
             reply = self.store.run_script(RESERVE_SCRIPT, keys, args)
             kind = reply[0]
@@ -225,12 +243,18 @@ class BudgetEngine:
         """An admin changed the limits: the next request reads them from Postgres."""
         self.store.delete(limits_key(agent_id))
 
+    def publish_credential(self, agent_id: uuid.UUID, *, key_hash: str, active: bool) -> None:
+        """Make every container refuse a rotated key or a disabled agent from its very next payment request."""
+        self.store.set(credential_key(agent_id), f"{key_hash}|{1 if active else 0}", ex=CREDENTIAL_TTL_SECONDS)
+
     def unblock(self, agent_id: uuid.UUID) -> None:
         self.store.delete(blocked_key(agent_id), rate_key(agent_id))
 
 
-def _parse_reply(reply: list[Any]) -> Decision | Replay | Blocked | Tripped:
+def _parse_reply(reply: list[Any]) -> Decision | Replay | Blocked | Tripped | Revoked:
     kind = reply[0]
+    if kind in ("revoked", "disabled"):
+        return Revoked(disabled=kind == "disabled")
     if kind == "blocked":
         return Blocked()
     if kind == "rate_limited":

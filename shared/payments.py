@@ -19,6 +19,8 @@ from shared.auth import AgentIdentity, forget_agent
 from shared.clock import clock
 from shared.errors import (
     AgentBlocked,
+    AgentDisabled,
+    AuthenticationFailed,
     AgentPayError,
     BudgetUnavailable,
     DatabaseUnavailable,
@@ -90,6 +92,7 @@ def request_payment(
             agent_id=agent.id,
             idempotency_key=request.idempotency_key,
             transaction_id=transaction_id,
+            key_hash=agent.key_hash,
             request_hash=request_hash,
             amount_cents=request.amount_cents,
             day=day,
@@ -98,6 +101,9 @@ def request_payment(
             now_ms=int(clock.time() * 1000),
         )
     )
+    if isinstance(verdict, budget.Revoked):
+        forget_agent(agent.key_hash)
+        raise AgentDisabled() if verdict.disabled else AuthenticationFailed()
     if isinstance(verdict, budget.Blocked):
         raise AgentBlocked()
     if isinstance(verdict, budget.Tripped):

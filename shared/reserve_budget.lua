@@ -9,15 +9,28 @@
 -- KEYS[4] idem     string "transaction_id|request_hash": the request deciding this key right now (30 s)
 -- KEYS[5] rate     zset request_id -> ms: the agent's payment requests of the last 60 s
 -- KEYS[6] blocked  string: present while the circuit breaker holds the agent
+-- KEYS[7] credential string "key_hash|active": written when an admin rotates the key or disables the agent, so
+--                  every container refuses the old key at once (its in-process cache may be 10 s old)
 -- ARGV[1] idempotency key (the hold's field)      ARGV[2] new transaction id     ARGV[3] request hash
 -- ARGV[4] amount in cents                          ARGV[5] now, unix ms           ARGV[6] request id
 -- ARGV[7] unix s at which the day's keys expire    ARGV[8] limits "daily,per_tx,threshold,rpm" or ""
--- ARGV[9] rebuilt counter in cents or ""           ARGV[10..] rebuilt holds: field, cents, field, cents, ...
--- Replies: {"blocked"} {"need_limits"} {"need_counter"} {"rate_limited", count, rpm}
+-- ARGV[9] rebuilt counter in cents or ""           ARGV[10] the hash of the key the request came with
+-- ARGV[11..] rebuilt holds: field, cents, field, cents, ...
+-- Replies: {"revoked"} {"disabled"} {"blocked"} {"need_limits"} {"need_counter"} {"rate_limited", count, rpm}
 --          {"replay", "transaction_id|request_hash"}
 --          {outcome, spent_before, daily, per_tx, threshold, newly_held}
 --          where outcome is approved, pending, per_transaction_limit_exceeded or daily_limit_exceeded.
 -- Lua numbers are doubles: every sum stays below 2^53 because daily limits are capped far below it.
+
+local credential = redis.call('GET', KEYS[7])
+if credential then
+  if string.sub(credential, 1, string.len(ARGV[10])) ~= ARGV[10] then
+    return {'revoked'}
+  end
+  if string.sub(credential, -1) == '0' then
+    return {'disabled'}
+  end
+end
 
 if redis.call('EXISTS', KEYS[6]) == 1 then
   return {'blocked'}
@@ -49,7 +62,7 @@ if not spent then
   -- A new day, or a Redis that lost its data: the caller summed the day from Postgres.
   redis.call('SET', KEYS[2], ARGV[9], 'EXAT', ARGV[7])
   redis.call('DEL', KEYS[3])
-  for i = 10, #ARGV, 2 do
+  for i = 11, #ARGV, 2 do
     redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1] .. ':' .. ARGV[5])
   end
   redis.call('EXPIREAT', KEYS[3], ARGV[7])

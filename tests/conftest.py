@@ -203,8 +203,7 @@ class ServerProcess:
 
 
 @pytest.fixture(scope="session")
-def live_servers(services: Any) -> Iterator[list[ServerProcess]]:
-    """Two server processes sharing the embedded services, as two Lambda containers would."""
+def _server_processes(services: Any) -> Iterator[list[ServerProcess]]:
     servers = [ServerProcess(_free_port()), ServerProcess(_free_port())]
     try:
         for server in servers:
@@ -213,3 +212,15 @@ def live_servers(services: Any) -> Iterator[list[ServerProcess]]:
     finally:
         for server in servers:
             server.stop()
+
+
+@pytest.fixture()
+def live_servers(_server_processes: list[ServerProcess]) -> list[ServerProcess]:
+    """Two server processes sharing the embedded services, as two Lambda containers would.
+
+    Each test gets them healthy: after an earlier test restarted PostgreSQL, a process's first query finds its
+    pooled connection dead (one 503, by design); the health check takes that hit here instead.
+    """
+    for server in _server_processes:
+        server.wait_ready()
+    return _server_processes

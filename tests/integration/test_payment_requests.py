@@ -474,3 +474,26 @@ def test_audit_entries_cannot_be_changed_or_deleted(client: Any, agent: Agent) -
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("TRUNCATE audit_logs")
     assert audit_actions(tx["id"]) == ["payment.approved"]
+
+
+# Key rotation and disabling reach every container at once -----------------------------------------------------
+def test_a_rotated_key_or_disabled_agent_stops_spending_at_once_in_every_process(live_servers: Any) -> None:
+    import httpx
+
+    first, second = (httpx.Client(base_url=s.base_url) for s in live_servers)
+    org = make_org(first)
+    agent = make_agent(first, org)
+    assert pay(second, agent, 100).status_code == 201  # the second process now caches this agent for 10 s
+
+    rotated = first.post(f"/v1/dashboard/agents/{agent.id}/rotate-key", headers=org.admin_headers)
+    assert rotated.status_code == 200
+    old_key = pay(second, agent, 100)
+    assert old_key.status_code == 401 and old_key.json()["error"]["code"] == "invalid_api_key"
+    new_agent = Agent(id=agent.id, api_key=rotated.json()["api_key"], org=org, body=rotated.json())
+    assert pay(second, new_agent, 100).status_code == 201
+
+    assert first.post(f"/v1/dashboard/agents/{agent.id}/disable", headers=org.admin_headers).status_code == 200
+    disabled = pay(second, new_agent, 100)
+    assert disabled.status_code == 403 and disabled.json()["error"]["code"] == "agent_disabled"
+    assert first.post(f"/v1/dashboard/agents/{agent.id}/enable", headers=org.admin_headers).status_code == 200
+    assert pay(second, new_agent, 100).status_code == 201
