@@ -20,8 +20,8 @@ from shared.clock import clock
 from shared.errors import (
     AgentBlocked,
     AgentDisabled,
-    AuthenticationFailed,
     AgentPayError,
+    AuthenticationFailed,
     BudgetUnavailable,
     DatabaseUnavailable,
     IdempotencyKeyReused,
