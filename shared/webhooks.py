@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
+import socket
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -31,7 +34,28 @@ def signature_header(key_hash: str, body: bytes, timestamp: int) -> str:
     return f"t={timestamp},v1={digest}"
 
 
-def deliver(event_id: str, *, client: httpx.Client | None = None) -> int:
+def _refuse_private_destination(url: str) -> None:
+    """Outside local mode a callback must not reach our own network (SSRF): private, loopback, link-local."""
+    host = urlsplit(url).hostname or ""
+    try:
+        addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, 443, proto=socket.IPPROTO_TCP)}
+    except OSError as exc:
+        raise WebhookDeliveryFailed(f"The callback host {host!r} does not resolve.") from exc
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast:
+            raise WebhookRefused(f"The callback host {host!r} resolves to a private address; not delivered.")
+
+
+class WebhookRefused(WebhookDeliveryFailed):
+    """The callback URL points into a private network: never delivered, not retried."""
+
+    http_status = 422
+    type = "invalid_request"
+    code = "callback_url_refused"
+
+
+def deliver(event_id: str, *, client: httpx.Client | None = None, allow_private: bool = False) -> int:
     """POST the event to its transaction's callback_url. Returns the receiver's status; raises unless 2xx."""
     with db.connection() as conn:
         row = conn.execute(
@@ -46,6 +70,8 @@ def deliver(event_id: str, *, client: httpx.Client | None = None) -> int:
         ).fetchone()
     if row is None:
         raise NotFound("No such webhook event.")
+    if not allow_private:
+        _refuse_private_destination(row["callback_url"])
     payload: dict[str, Any] = row["payload"]
     body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
     headers = {

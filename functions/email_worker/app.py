@@ -59,9 +59,14 @@ def run_email_job(body: SignedJobBody, settings: SettingsDep) -> dict[str, Any]:
     response_model=None,
     responses={**schema.ok(schema.JobResult), **schema.errors(401, 409, 503)},
 )
-def run_webhook_job(body: SignedJobBody) -> dict[str, Any]:
+def run_webhook_job(body: SignedJobBody, settings: SettingsDep) -> dict[str, Any]:
     job = WebhookJobIn.model_validate_json(body)
-    return {"receiver_status": webhooks.deliver(job.event_id)}
+    try:
+        status = webhooks.deliver(job.event_id, allow_private=settings.is_local)
+    except webhooks.WebhookRefused as refused:
+        jobs.record_dead_letter("webhook", {"event_id": job.event_id}, refused.message)
+        return {"refused": refused.message}  # acknowledged: retrying would not change the answer
+    return {"receiver_status": status}
 
 
 @router.post(

@@ -596,3 +596,19 @@ def test_circuit_breaker_block_emails_the_admin(client: Any) -> None:
     name = outbox_file_name(f"block-{agent.id}-{job['payload']['blocked_at']}")
     mail = json.loads((Path(get_settings().outbox_dir) / name).read_text())
     assert "blocked" in mail["subject"].lower() and "/dashboard" in mail["text"]
+
+
+def test_outside_local_mode_a_callback_into_a_private_network_is_refused(client: Any, agent: Agent) -> None:
+    from shared import webhooks
+
+    tx = pay(client, agent, 1500, callback_url="http://127.0.0.1:9/hooks").json()
+    deliver_pending(client, tx["id"])
+    approve_url, _ = links(tx["id"])
+    client.post(local_path(approve_url))
+    from shared import db
+
+    with db.connection() as conn:
+        event = conn.execute("SELECT id FROM webhook_events WHERE transaction_id = %s LIMIT 1", (tx["id"],)).fetchone()
+    assert event is not None
+    with pytest.raises(webhooks.WebhookRefused):
+        webhooks.deliver(event["id"])  # production's default: private destinations refused
