@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""AgentPay benchmark (`make bench`): the floor, the budget decision, one request, throughput and overspend.
+"""AgentPay benchmark (`make bench`): floor, decision, request, throughput, overspend, dashboard, cost growth, jobs.
 
 It starts its own embedded stack in a fresh temporary home, applies the migrations, serves the local app with
 uvicorn on loopback, creates an organization and agents through the API, measures, prints a table and writes
 `.agentpay/bench.json`. See bench/README.md for what each figure means. It is a benchmark, not a test: nothing
 here asserts on speed. It exits non-zero only when something is wrong (an error answer, or an overspend).
 
-    .venv/bin/python bench/run.py            # the full run, about 2 to 3 minutes
+    .venv/bin/python bench/run.py            # the full run, about 2 minutes (1,000,000-row history)
     .venv/bin/python bench/run.py --quick    # small counts: a smoke check, well under a minute
     .venv/bin/python bench/run.py --json-only
 """
@@ -65,10 +65,21 @@ class Plan:
     probe_seconds: float  # the short load that compares worker counts and calibrates the throughput phase
     throughput_seconds: float  # the target length of the throughput phase
     max_throughput_requests: int
+    history_rows: int  # the dashboard organization's bulk-generated transactions (one agent)
+    small_history_rows: int  # the other agent's, for cost growth
+    dashboard: int  # GET /v1/dashboard/transactions per page kind (first, deep)
+    dashboard_warmup: int
+    growth: int  # payment requests per agent in the cost growth phase
+    growth_warmup: int
+    job_path: int  # payment requests followed until `completed`
+    job_path_warmup: int
 
 
-FULL = Plan(2000, 200, 2000, 200, 2000, 200, 4.0, 10.0, 30_000)
-QUICK = Plan(200, 30, 200, 30, 200, 30, 1.0, 2.0, 2_000)
+FULL = Plan(2000, 200, 2000, 200, 2000, 200, 4.0, 10.0, 30_000, 1_000_000, 1_000, 200, 20, 600, 60, 50, 5)
+QUICK = Plan(200, 30, 200, 30, 200, 30, 1.0, 2.0, 2_000, 20_000, 1_000, 50, 10, 100, 20, 10, 2)
+HISTORY_CHUNK = 100_000  # bulk rows per INSERT ... SELECT FROM generate_series (and per progress line)
+DEEP_FRACTION = 0.9  # the deep page starts after the row at 90% of the history (row 900,000 of 1,000,000)
+JOB_POLL_SECONDS = 0.005
 
 
 # Output ---------------------------------------------------------------------------------------------------------
@@ -145,7 +156,9 @@ def free_port() -> int:
 class Server:
     """The local app under uvicorn in its own session, so a Ctrl-C reaches only us and we stop it in order."""
 
-    def __init__(self, *, workers: int, env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self, *, workers: int, env: dict[str, str], log_path: Path, factory: str = "shared.local_app:build_local_app"
+    ) -> None:
         self.workers = workers
         self.port = free_port()
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
@@ -153,7 +166,7 @@ class Server:
             sys.executable,
             "-m",
             "uvicorn",
-            "shared.local_app:build_local_app",
+            factory,
             "--factory",
             "--host",
             "127.0.0.1",
@@ -334,9 +347,20 @@ def measure_floor(redis_url: str, database_url: str, org: Org, agent: Agent, n: 
             f"{prefix}:idem:{hashlib.sha256(key.encode()).hexdigest()[:32]}",
             f"{prefix}:rate",
             f"{prefix}:blocked",
+            f"{prefix}:credential",
         ]
-        argv = [key, str(tx_id), request_hash, "1", str(int(time.time() * 1000)), f"req_{uuid.uuid4().hex}",
-                str(expire_at), limits, "0"]  # fmt: skip
+        argv = [
+            key,
+            str(tx_id),
+            request_hash,
+            "1",
+            str(int(time.time() * 1000)),
+            f"req_{uuid.uuid4().hex}",
+            str(expire_at),
+            limits,
+            "0",
+            "",
+        ]  # fmt: skip (ARGV[10] "": no published credential to match)
         details = {
             "request_id": argv[5], "amount": 1, "currency": "usd", "merchant": "bench.example.com",
             "decision_reason": "auto_approved", "spent_before": 0,
@@ -420,7 +444,9 @@ def measure_decision(redis_url: str, n: int, warmup: int) -> dict[str, Any]:
 
 
 # Phase 3: one request at a time ---------------------------------------------------------------------------------
-def measure_requests(port: int, agent: Agent, n: int, warmup: int) -> dict[str, Any]:
+def measure_requests(
+    port: int, agent: Agent, n: int, warmup: int, samples_out: list[float] | None = None
+) -> dict[str, Any]:
     """POST /v1/payment-request, signed, over one keep-alive connection, one at a time."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     statuses: dict[int, int] = {}
@@ -444,6 +470,8 @@ def measure_requests(port: int, agent: Agent, n: int, warmup: int) -> dict[str, 
         samples = [one(i) for i in range(n)]
     finally:
         conn.close()
+    if samples_out is not None:
+        samples_out.extend(samples)
     return {**summary_ms(samples), "statuses": statuses}
 
 
@@ -575,6 +603,153 @@ def held_cents(database_url: str, agent_id: str) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+# Phase 5: the dashboard over a long history ---------------------------------------------------------------------
+# Rows of the same shape the service writes: mostly completed (with a charge id), every 10th declined over the daily
+# limit, one every 30 s going back from a day ago (so none counts against today's budget), 50 merchants.
+HISTORY_SQL = """
+INSERT INTO transactions (agent_id, organization_id, amount_cents, currency, merchant, purpose, context, status,
+                          decision_reason, idempotency_key, request_hash, budget_day, stripe_charge_id, created_at,
+                          updated_at, completed_at)
+SELECT %(agent_id)s::uuid, %(organization_id)s::uuid, 100 + g %% 4900, 'usd', 'merchant-' || g %% 50 || '.example.com',
+       'bulk history row', '{}'::jsonb,
+       CASE WHEN g %% 10 = 0 THEN 'declined' ELSE 'completed' END,
+       CASE WHEN g %% 10 = 0 THEN 'daily_limit_exceeded' ELSE 'auto_approved' END,
+       %(tag)s::text || '-' || g, md5(%(tag)s::text || g), (t.at AT TIME ZONE 'UTC')::date,
+       CASE WHEN g %% 10 = 0 THEN NULL ELSE 'pi_' || %(tag)s::text || '_' || g END,
+       t.at, t.at, CASE WHEN g %% 10 = 0 THEN NULL ELSE t.at END
+FROM generate_series(%(first)s::int, %(last)s::int) AS g
+CROSS JOIN LATERAL (SELECT %(newest)s::timestamptz - make_interval(secs => g * 30) AS at) AS t
+"""
+
+
+def generate_history(database_url: str, *, org_id: str, agent_id: str, rows: int, tag: str) -> float:
+    """Bulk-insert `rows` past transactions for one agent, in chunks; no audit rows (not needed to read pages)."""
+    import psycopg
+
+    newest = datetime.now(UTC) - timedelta(days=1)
+    t0 = time.monotonic()
+    with psycopg.connect(database_url, autocommit=True, prepare_threshold=None) as conn:
+        for first in range(1, rows + 1, HISTORY_CHUNK):
+            last = min(rows, first + HISTORY_CHUNK - 1)
+            conn.execute(
+                HISTORY_SQL,
+                {"agent_id": agent_id, "organization_id": org_id, "tag": tag, "first": first, "last": last,
+                 "newest": newest},
+            )  # fmt: skip
+            if rows > HISTORY_CHUNK:
+                say(f"    {last:>9,} / {rows:,} rows ({time.monotonic() - t0:.0f}s)")
+    return time.monotonic() - t0
+
+
+def vacuum_analyze(database_url: str) -> float:
+    import psycopg
+
+    t0 = time.monotonic()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE transactions")
+    return time.monotonic() - t0
+
+
+def row_id_at(database_url: str, org_id: str, offset: int) -> str:
+    """The id of the organization's row at `offset` in the dashboard's order (taken once, with OFFSET, here only)."""
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT id FROM transactions WHERE organization_id = %s"
+            " ORDER BY created_at DESC, id DESC OFFSET %s LIMIT 1",
+            (org_id, offset),
+        ).fetchone()
+    if row is None:
+        raise RuntimeError(f"no row at offset {offset}")
+    return str(row[0])
+
+
+def measure_dashboard(port: int, admin_key: str, n: int, warmup: int, starting_after: str | None) -> dict[str, Any]:
+    """GET /v1/dashboard/transactions (25 rows) over one keep-alive connection, one at a time."""
+    path = "/v1/dashboard/transactions" + (f"?starting_after={starting_after}" if starting_after else "")
+    headers = {"Authorization": f"Bearer {admin_key}"}
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+    def one(i: int) -> float:
+        t0 = time.perf_counter()
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        data = response.read()
+        elapsed = time.perf_counter() - t0
+        if response.status != 200:
+            raise RuntimeError(f"dashboard request {i} answered {response.status}: {data[:300]!r}")
+        page = json.loads(data)
+        if len(page["data"]) != 25 or not page["has_more"]:
+            raise RuntimeError(f"dashboard request {i}: {len(page['data'])} rows, has_more {page['has_more']}")
+        return elapsed
+
+    try:
+        for i in range(warmup):
+            one(-1 - i)
+        samples = [one(i) for i in range(n)]
+    finally:
+        conn.close()
+    return summary_ms(samples)
+
+
+# Phase 6: cost growth -------------------------------------------------------------------------------------------
+def measure_growth(port: int, agents: dict[str, Agent], n: int, warmup: int, rounds: int = 4) -> dict[str, Any]:
+    """POST /v1/payment-request p50 per agent, the agents taking turns (A B B A ...) so drift hits both alike."""
+    samples: dict[str, list[float]] = {label: [] for label in agents}
+    order = list(agents)
+    for agent in agents.values():
+        measure_requests(port, agent, warmup, 0)  # warm-up, not counted
+    for r in range(rounds):
+        for label in order if r % 2 == 0 else reversed(order):
+            measure_requests(port, agents[label], n // rounds, 0, samples_out=samples[label])
+    return {label: summary_ms(values) for label, values in samples.items()}
+
+
+# Phase 7: the job path ------------------------------------------------------------------------------------------
+def measure_job_path(port: int, agent: Agent, n: int, warmup: int) -> dict[str, Any]:
+    """From POST /v1/payment-request (auto-approved) until GET /v1/transactions/{id} reads `completed`.
+
+    The server runs its local job dispatcher: the charge job goes over HTTP to the charge worker, which calls
+    localstripe. The client polls every 5 ms on its own keep-alive connection.
+    """
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    polls: list[int] = []
+
+    def one(i: int) -> float:
+        body = payment_body(1, f"job-{i}-{uuid.uuid4().hex}")
+        t0 = time.perf_counter()
+        conn.request("POST", PAYMENT_PATH, body, signed_headers(agent.api_key, "POST", PAYMENT_PATH, body))
+        response = conn.getresponse()
+        data = response.read()
+        if response.status != 201:
+            raise RuntimeError(f"job path request {i} answered {response.status}: {data[:300]!r}")
+        path = f"/v1/transactions/{json.loads(data)['id']}"
+        count = 0
+        while True:
+            time.sleep(JOB_POLL_SECONDS)
+            conn.request("GET", path, headers=signed_headers(agent.api_key, "GET", path, b""))
+            response = conn.getresponse()
+            data = response.read()
+            count += 1
+            status = json.loads(data).get("status") if response.status == 200 else None
+            if status == "completed":
+                elapsed = time.perf_counter() - t0
+                polls.append(count)
+                return elapsed
+            if status != "approved" or time.perf_counter() - t0 > 30:
+                raise RuntimeError(f"job path {i}: {response.status} {data[:300]!r} after {count} polls")
+
+    try:
+        for i in range(warmup):
+            one(-1 - i)
+        polls.clear()
+        samples = [one(i) for i in range(n)]
+    finally:
+        conn.close()
+    return {**summary_ms(samples), "polls_p50": percentile([float(p) for p in polls], 50)}
+
+
 # The run --------------------------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def interrupts_raise() -> Iterator[None]:
@@ -632,6 +807,7 @@ def run(args: argparse.Namespace) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="agentpay-bench-"))
     stack = None
     server: Server | None = None
+    job_server: Server | None = None
     result: dict[str, Any] = {}
     machine = machine_info()
     say(f"AgentPay benchmark ({'quick' if args.quick else 'full'}), temporary home {tmp}")
@@ -749,6 +925,63 @@ def run(args: argparse.Namespace) -> int:
         o201, o402 = load.count(201, overspend_agent.id), load.count(402, overspend_agent.id)
         say(f"    held {held} of {overspend_limit} cents: overspend {overspend}; answers 201: {o201}, 402: {o402}")
 
+        # A long history: one organization whose agent has history_rows past transactions, and another agent
+        # (of the first organization) with small_history_rows, generated in bulk straight into PostgreSQL.
+        history_org = create_org(server.port)
+        history_agent = fast_agent(server.port, history_org, "history")
+        small_agent = fast_agent(server.port, org, "history-small")
+        say(f"[history] {plan.history_rows:,} transactions for one agent of a new organization and"
+            f" {plan.small_history_rows:,} for another agent (INSERT ... SELECT FROM generate_series,"
+            f" {HISTORY_CHUNK:,} rows per statement)")  # fmt: skip
+        history_s = generate_history(
+            services.database_url, org_id=history_org.id, agent_id=history_agent.id, rows=plan.history_rows, tag="big"
+        )
+        generate_history(
+            services.database_url, org_id=org.id, agent_id=small_agent.id, rows=plan.small_history_rows, tag="small"
+        )
+        say(f"    generated in {history_s:.1f}s; VACUUM ANALYZE transactions")
+        vacuum_s = timed("vacuum", lambda: vacuum_analyze(services.database_url))
+        deep_offset = int(plan.history_rows * DEEP_FRACTION)
+        deep_id = row_id_at(services.database_url, history_org.id, deep_offset)
+
+        say(f"[dashboard] {plan.dashboard} x GET /v1/dashboard/transactions (25 rows) for the first page and"
+            f" {plan.dashboard} for the page after row {deep_offset:,} (starting_after), {plan.dashboard_warmup}"
+            " warm-up each")  # fmt: skip
+        dash_first = measure_dashboard(server.port, history_org.admin_key, plan.dashboard, plan.dashboard_warmup, None)
+        dash_deep = measure_dashboard(
+            server.port, history_org.admin_key, plan.dashboard, plan.dashboard_warmup, deep_id
+        )
+        say(f"    first page p50 {dash_first['p50']:.2f} p99 {dash_first['p99']:.2f} ms; deep page"
+            f" p50 {dash_deep['p50']:.2f} p99 {dash_deep['p99']:.2f} ms")  # fmt: skip
+
+        say(f"[cost growth] {plan.growth} x POST {PAYMENT_PATH} for each agent: {plan.small_history_rows:,} vs"
+            f" {plan.history_rows:,} prior transactions, taking turns, {plan.growth_warmup} warm-up each")  # fmt: skip
+        growth = timed("cost growth", lambda: measure_growth(
+            server.port, {"small": small_agent, "large": history_agent}, plan.growth, plan.growth_warmup))  # fmt: skip
+        growth_ratio = round(growth["large"]["p50"] / growth["small"]["p50"], 3) if growth["small"]["p50"] else None
+        say(f"    p50 {growth['small']['p50']:.3f} ms at {plan.small_history_rows:,},"
+            f" {growth['large']['p50']:.3f} ms at {plan.history_rows:,}: ratio {growth_ratio}")  # fmt: skip
+
+        say(f"[job path] a second server with the local job dispatcher (build_server_app); {plan.job_path} x"
+            f" POST {PAYMENT_PATH} then GET /v1/transactions/{{id}} every {JOB_POLL_SECONDS * 1000:.0f} ms until"
+            f" completed, {plan.job_path_warmup} warm-up")  # fmt: skip
+        job_server = Server(
+            workers=1,
+            # No sweep during the run: it would re-drive the thousands of approved, never charged rows above.
+            env={**env, "SWEEP_INTERVAL_SECONDS": "3600"},
+            log_path=tmp / "server.log",
+            factory="shared.local_app:build_server_app",
+        )
+        job_server.wait_ready()
+        job_agent = fast_agent(job_server.port, org, "job-path")
+        job_path = timed("job path", lambda: measure_job_path(
+            job_server.port, job_agent, plan.job_path, plan.job_path_warmup))  # fmt: skip
+        job_server.stop()
+        job_server = None
+        say(
+            f"    p50 {job_path['p50']:.2f} ms, p99 {job_path['p99']:.2f} ms ({job_path['polls_p50']:.0f} polls at p50)"
+        )
+
         floor_p50 = floor["total"]["p50"]
         result = {
             "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -765,16 +998,37 @@ def run(args: argparse.Namespace) -> int:
             "ratio_p50": round(request["p50"] / floor_p50, 2) if floor_p50 > 0 else None,
             "throughput_rps": round(throughput, 1),
             "overspend_cents": overspend,
-            "dashboard_p50_ms": None,
-            "dashboard_p99_ms": None,
-            "cost_growth": None,
+            "dashboard_p50_ms": max(dash_first["p50"], dash_deep["p50"]),
+            "dashboard_p99_ms": max(dash_first["p99"], dash_deep["p99"]),
+            "cost_growth": {
+                "p50_ms_at_1k": growth["small"]["p50"],
+                "p50_ms_at_1m": growth["large"]["p50"],
+                "ratio": growth_ratio,
+            },
+            "job_path_p50_ms": job_path["p50"],
+            "job_path_p99_ms": job_path["p99"],
             "notes": {
-                "dashboard_p50_ms": "not measured yet: needs GET /v1/dashboard/transactions",
-                "dashboard_p99_ms": "not measured yet: needs GET /v1/dashboard/transactions",
-                "cost_growth": "not measured yet: needs GET /v1/dashboard/transactions",
                 "throughput": "the load generator runs on the same cores as the server, PostgreSQL and Valkey",
+                "dashboard": "the worse of the first page and the deep page; both in details.dashboard_ms",
+                "cost_growth": (
+                    f"history sizes {plan.small_history_rows:,} and {plan.history_rows:,} rows"
+                    + (" (--quick scales the 1m case down)" if args.quick else "")
+                ),
             },
             "details": {
+                "dashboard_ms": {
+                    "history_rows": plan.history_rows,
+                    "deep_page_after_row": deep_offset,
+                    "first_page": dash_first,
+                    "deep_page": dash_deep,
+                    "generate_s": round(history_s, 1),
+                    "vacuum_analyze_s": round(vacuum_s, 1),
+                },
+                "cost_growth_ms": {
+                    f"at_{plan.small_history_rows}": growth["small"],
+                    f"at_{plan.history_rows}": growth["large"],
+                },
+                "job_path_ms": job_path,
                 "floor_ms": floor,
                 "decision_ms": decision,
                 "request_ms": request,
@@ -812,10 +1066,20 @@ def run(args: argparse.Namespace) -> int:
                 "throughput_402": load.count(402),
                 "overspend_201": o201,
                 "overspend_402": o402,
+                "history_rows": plan.history_rows,
+                "small_history_rows": plan.small_history_rows,
+                "dashboard_per_page": plan.dashboard,
+                "dashboard_warmup": plan.dashboard_warmup,
+                "growth_per_agent": plan.growth,
+                "growth_warmup": plan.growth_warmup,
+                "job_path": plan.job_path,
+                "job_path_warmup": plan.job_path_warmup,
             },
             "elapsed_s": None,
         }
     finally:
+        if job_server is not None:
+            job_server.stop()
         if server is not None:
             say("[shutdown] stopping the server")
             server.stop()
@@ -848,6 +1112,8 @@ def run(args: argparse.Namespace) -> int:
 def print_table(r: dict[str, Any], out: Path) -> None:
     d = r["details"]
     t = d["throughput"]
+    dm = d["dashboard_ms"]
+    cg = r["cost_growth"]
     rows = [
         ("floor (Redis EVAL + PG insert)", f"{r['floor_p50_ms']:.3f}", f"{r['floor_p99_ms']:.3f}", ""),
         ("  of which Redis EVALSHA", f"{d['floor_ms']['redis_eval']['p50']:.3f}",
@@ -859,12 +1125,21 @@ def print_table(r: dict[str, Any], out: Path) -> None:
          f"ratio_p50 = {r['ratio_p50']}"),
         (f"throughput ({t['clients']} clients)", f"{t['latency_ms']['p50']:.3f}", f"{t['latency_ms']['p99']:.3f}",
          f"{r['throughput_rps']:.0f} approved/s"),
+        (f"dashboard first page ({dm['history_rows']:,} rows)", f"{dm['first_page']['p50']:.3f}",
+         f"{dm['first_page']['p99']:.3f}", ""),
+        (f"dashboard page after row {dm['deep_page_after_row']:,}", f"{dm['deep_page']['p50']:.3f}",
+         f"{dm['deep_page']['p99']:.3f}", ""),
+        (f"request, agent with {r['counts']['small_history_rows']:,} rows", f"{cg['p50_ms_at_1k']:.3f}", "", ""),
+        (f"request, agent with {dm['history_rows']:,} rows", f"{cg['p50_ms_at_1m']:.3f}", "",
+         f"cost growth ratio {cg['ratio']}"),
+        ("job path (POST -> completed)", f"{r['job_path_p50_ms']:.3f}", f"{r['job_path_p99_ms']:.3f}",
+         f"polled every {JOB_POLL_SECONDS * 1000:.0f} ms"),
     ]  # fmt: skip
     print()
-    print(f"{'figure':<38}{'p50 ms':>10}{'p99 ms':>10}  note")
+    print(f"{'figure':<40}{'p50 ms':>10}{'p99 ms':>10}  note")
     print("-" * 80)
     for name, p50, p99, note in rows:
-        print(f"{name:<38}{p50:>10}{p99:>10}  {note}")
+        print(f"{name:<40}{p50:>10}{p99:>10}  {note}")
     print("-" * 80)
     o = d["overspend"]
     print(f"overspend_cents = {r['overspend_cents']}  (agent limit {o['daily_limit_cents']}, held {o['held_cents']};"
@@ -880,7 +1155,8 @@ def print_table(r: dict[str, Any], out: Path) -> None:
     print(f"throughput context: load generator {t['load_generator_cpu_cores']} cores, server {t['server_cpu_cores']}"
           f" cores, machine {t['machine_busy_fraction'] * 100:.0f}% busy, of {r['machine']['cpu_count']} cores"
           " shared by the load generator, the server, PostgreSQL and Valkey")  # fmt: skip
-    print("dashboard_p50_ms, dashboard_p99_ms, cost_growth: not measured yet (needs GET /v1/dashboard/transactions)")
+    print(f"dashboard_p50_ms = {r['dashboard_p50_ms']}, dashboard_p99_ms = {r['dashboard_p99_ms']} (the worse page);"
+          f" history generated in {dm['generate_s']}s, VACUUM ANALYZE {dm['vacuum_analyze_s']}s")  # fmt: skip
     print(f"written to {out} ({r['elapsed_s']}s)")
 
 

@@ -200,11 +200,11 @@ def _intent_id(exc: stripe.CardError) -> str | None:
 
 
 def _card_message(exc: stripe.CardError) -> str:
-    return f"The card was declined: {exc.user_message or exc.code or 'card_declined'}."
+    return f"The card was declined: {str(exc.user_message or exc.code or 'card_declined').rstrip('.')}."
 
 
 def _card_message_from(error: Any) -> str | None:
     if not error:
         return None
     message = getattr(error, "message", None) or (error.get("message") if isinstance(error, dict) else None)
-    return f"The card was declined: {message}." if message else None
+    return f"The card was declined: {str(message).rstrip('.')}." if message else None
