@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck cfn-lint pytest bench clean install browser openapi sdk-ts
+.PHONY: run test lint typecheck cfn-lint pytest bench clean install browser openapi sdk-ts fuzz
 
 # The dashboard's browser tests drive Debian's chromium (Playwright's own download is not used).
 CHROMIUM ?= /usr/bin/chromium
@@ -53,6 +53,10 @@ test: lint typecheck cfn-lint sdk-ts pytest
 
 openapi: $(STAMP)
 	$(PY) -m shared.api_schema
+
+# A longer contract fuzz than the one in `make test` (which tries about 15 inputs per operation).
+fuzz: $(STAMP)
+	AGENTPAY_FUZZ_EXAMPLES=500 $(PY) -m pytest tests/fuzz -q
 
 bench: $(STAMP)
 	$(PY) bench/run.py

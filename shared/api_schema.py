@@ -229,6 +229,12 @@ _SIGNATURE_PARAMETERS = [
     },
 ]
 _REQUEST_ID = {"X-Request-Id": {"description": "the request's id, also in error bodies", "schema": {"type": "string"}}}
+# Operations whose 200 is, on request (`?format=csv`), a CSV download instead of JSON.
+_CSV_EXPORTS = {("/v1/dashboard/audit-logs", "get")}
+_CSV = {"schema": {"type": "string", "description": "CSV with a header row"}}
+# Pages for people (the approval links): every answer is HTML, or JSON when the request accepts application/json.
+_HTML_PAGES = {"/v1/approve/{token}", "/v1/decline/{token}"}
+_HTML = {"schema": {"type": "string"}}
 
 
 def build(app: Any) -> dict[str, Any]:
@@ -256,8 +262,13 @@ def build(app: Any) -> dict[str, Any]:
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
     for path, item in spec["paths"].items():
-        for operation in item.values():
+        for method, operation in item.items():
             responses = operation.setdefault("responses", {})
+            if (path, method) in _CSV_EXPORTS:
+                responses["200"].setdefault("content", {})["text/csv"] = _CSV
+            if path in _HTML_PAGES:
+                for answer in responses.values():
+                    answer.setdefault("content", {})["text/html"] = _HTML
             for answer in responses.values():
                 content = answer.get("content", {}).get("application/json", {})
                 if content.get("schema", {}).get("$ref", "").endswith("/HTTPValidationError"):

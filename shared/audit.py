@@ -26,5 +26,16 @@ def record(
         INSERT INTO audit_logs (organization_id, agent_id, transaction_id, actor, action, details)
         VALUES (%s, %s, %s, %s, %s, %s)
         """,
-        (organization_id, agent_id, transaction_id, actor, action, Jsonb(details)),
+        (organization_id, agent_id, transaction_id, actor, action, Jsonb(storable(details))),
     )
+
+
+def storable(value: Any) -> Any:
+    """A copy Postgres can store as jsonb: a NUL (which jsonb refuses) is shown as the symbol for it, U+2400."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\u2400")
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(v) for v in value]
+    return value

@@ -98,6 +98,13 @@ def cmd_dev(args: argparse.Namespace) -> int:
     return run_dev_server(port=args.port)
 
 
+def cmd_mcp(args: argparse.Namespace) -> int:
+    # Needs the Python SDK (sdk/python) and the mcp package; only this command imports them.
+    from shared.mcp_server import serve_stdio
+
+    return serve_stdio()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agentpay", description="AgentPay: budgets and approvals for AI agents.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -113,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--base-url", default=None, help="defaults to the running server's (.agentpay/dev.json)")
     demo.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the approval click")
     demo.set_defaults(func=cmd_demo)
+
+    mcp = sub.add_parser("mcp", help="serve AgentPay's payment tools to a model over MCP (stdio); AGENTPAY_API_KEY")
+    mcp.set_defaults(func=cmd_mcp)
 
     migrate = sub.add_parser("migrate", help="apply pending database migrations")
     migrate.set_defaults(func=cmd_migrate)

@@ -130,6 +130,10 @@ def request_payment(
     except (DatabaseUnavailable, psycopg.OperationalError) as exc:
         _undo_reservation(budget_engine, agent, request, day, transaction_id, verdict)
         raise DatabaseUnavailable() from exc
+    except BaseException:
+        # Whatever stopped the row (a value Postgres refused, a bug): the hold and the claim go back.
+        _undo_reservation(budget_engine, agent, request, day, transaction_id, verdict)
+        raise
     if row is None:
         # The key was used before and Redis had forgotten (flushed, or the 30 s claim expired).
         if verdict.newly_held:

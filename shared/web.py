@@ -9,11 +9,14 @@ import sys
 import time
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
+import psycopg
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, model_validator
+from pydantic import ValidationError as PydanticValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -161,6 +164,51 @@ async def _send_error(error: AgentPayError, request_id: str, send: Send) -> None
     await send({"type": "http.response.body", "body": body})
 
 
+def _unstorable(value: Any, path: str) -> list[dict[str, str]]:
+    """Fields holding text PostgreSQL cannot store (NUL) or UTF-8 cannot encode (a lone surrogate)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return [{"field": path or "body", "message": "must not contain the NUL character"}]
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return [{"field": path or "body", "message": "must be valid Unicode text (it has a lone surrogate)"}]
+        return []
+    problems: list[dict[str, str]] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            child = f"{path}.{key}" if path else str(key)
+            problems += _unstorable(key, child) if isinstance(key, str) else []
+            problems += _unstorable(item, child)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            problems += _unstorable(item, f"{path}.{index}" if path else str(index))
+    return problems
+
+
+class RequestModel(BaseModel):
+    """Base of request bodies: refuses, field by field, text that could never be stored."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable_text(cls, data: Any) -> Any:
+        problems = _unstorable(data, "")
+        if problems:
+            raise ValidationFailed(problems)
+        return data
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def parse_body(model: type[ModelT], body: bytes) -> ModelT:
+    """A raw JSON body as `model`, or a 422 naming each bad field (never a 500)."""
+    try:
+        return model.model_validate_json(body or b"null")
+    except PydanticValidationError as exc:
+        raise validation_error_from(exc.errors()) from exc
+
+
 def request_id_of(request: Request) -> str:
     return getattr(request.state, "request_id", "") or request_id_var.get() or new_request_id()
 
@@ -193,8 +241,8 @@ async def _note_rejection(request: Request, error: AgentPayError) -> None:
 
         try:
             await run_in_threadpool(on_rejected, error, request_id_of(request))
-        except AgentPayError:
-            log.warning("could not audit a refused request", extra={"fields": {"code": error.code}})
+        except Exception:  # the refusal stands; failing to audit it must not turn a 4xx into a 500
+            log.warning("could not audit a refused request", extra={"fields": {"code": error.code}}, exc_info=True)
 
 
 async def _on_agentpay_error(request: Request, exc: Exception) -> JSONResponse:
@@ -210,8 +258,19 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
     return error_response(error, request)
 
 
+async def _on_data_error(request: Request, exc: Exception) -> JSONResponse:
+    """PostgreSQL refused a value (a NUL in a query parameter, say): the client's input, not our failure."""
+    error = ValidationFailed([{"field": "body", "message": "contains a value that cannot be stored"}])
+    await _note_rejection(request, error)
+    return error_response(error, request)
+
+
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:  # Starlette could not parse the body (not UTF-8, not JSON)
+        unparsable = ValidationFailed([{"field": "body", "message": "is not valid JSON in UTF-8"}])
+        await _note_rejection(request, unparsable)
+        return error_response(unparsable, request)
     if exc.status_code == 404:
         return error_response(NotFound("No such route."), request)
     if exc.status_code == 405:
@@ -265,6 +324,7 @@ def create_app(*routers: APIRouter, title: str = "AgentPay") -> FastAPI:
     app.add_exception_handler(AgentPayError, _on_agentpay_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(psycopg.DataError, _on_data_error)
     app.add_middleware(RequestContextMiddleware)
     for router in routers:
         app.include_router(router)

@@ -7,18 +7,18 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from mangum import Mangum
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from shared import api_schema as schema
 from shared import charges, stripe_api
 from shared.deps import SettingsDep, SignedJobBody
 from shared.health import router as health_router
-from shared.web import create_app, request_id_of
+from shared.web import RequestModel, create_app, parse_body, request_id_of
 
 router = APIRouter(tags=["jobs"])
 
 
-class ChargeJobIn(BaseModel):
+class ChargeJobIn(RequestModel):
     model_config = ConfigDict(extra="ignore")
 
     transaction_id: uuid.UUID
@@ -31,7 +31,7 @@ class ChargeJobIn(BaseModel):
     responses={**schema.ok(schema.JobResult), **schema.errors(401, 409, 503)},
 )
 def run_charge_job(body: SignedJobBody, request: Request, settings: SettingsDep) -> dict[str, Any]:
-    job = ChargeJobIn.model_validate_json(body)
+    job = parse_body(ChargeJobIn, body)
     result = charges.charge_transaction(
         stripe_api.get_client(), job.transaction_id, settings=settings, request_id=request_id_of(request)
     )

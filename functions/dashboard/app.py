@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from mangum import Mangum
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import ConfigDict, EmailStr, Field
 
 from functions.dashboard import web
 from shared import agents, approvals, dashboard, db, organizations, stripe_api, transactions
@@ -15,12 +15,12 @@ from shared import api_schema as schema
 from shared.deps import AdminDep, SettingsDep
 from shared.errors import SignupTokenRequired
 from shared.health import router as health_router
-from shared.web import create_app, request_id_of
+from shared.web import RequestModel, create_app, request_id_of
 
 router = APIRouter()
 
 
-class SignupIn(BaseModel):
+class SignupIn(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
@@ -28,7 +28,7 @@ class SignupIn(BaseModel):
     timezone: str = Field(default="UTC", min_length=1, max_length=64)
 
 
-class LimitsIn(BaseModel):
+class LimitsIn(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     daily_limit: int = Field(ge=0, le=agents.MAX_DAILY_LIMIT_CENTS)
@@ -45,7 +45,7 @@ class LimitsIn(BaseModel):
         ).validate()
 
 
-class AgentIn(BaseModel):
+class AgentIn(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
@@ -285,7 +285,7 @@ def get_transaction(transaction_id: str, admin: AdminDep) -> dict[str, Any]:
     return {**transactions.transaction_view(row), "audit_trail": [dashboard.audit_log_view(r) for r in trail]}
 
 
-class DecisionIn(BaseModel):
+class DecisionIn(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str | None = Field(default=None, max_length=1000)

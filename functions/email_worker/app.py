@@ -10,18 +10,18 @@ from typing import Any, Literal
 
 from fastapi import APIRouter
 from mangum import Mangum
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from shared import api_schema as schema
 from shared import jobs, notifications, webhooks
 from shared.deps import SettingsDep, SignedJobBody
 from shared.health import router as health_router
-from shared.web import create_app
+from shared.web import RequestModel, create_app, parse_body
 
 router = APIRouter(tags=["jobs"])
 
 
-class EmailJobIn(BaseModel):
+class EmailJobIn(RequestModel):
     model_config = ConfigDict(extra="ignore")
 
     kind: Literal["approval", "block_alert"]
@@ -30,7 +30,17 @@ class EmailJobIn(BaseModel):
     blocked_at: str | None = None
 
 
-class WebhookJobIn(BaseModel):
+class QStashFailureIn(RequestModel):
+    """QStash's failure callback: what it tried, and the last answer it got."""
+
+    model_config = ConfigDict(extra="allow")
+
+    url: str = ""
+    status: int | None = None
+    sourceBody: str | None = None  # noqa: N815 - QStash's field name
+
+
+class WebhookJobIn(RequestModel):
     model_config = ConfigDict(extra="ignore")
 
     event_id: str
@@ -43,7 +53,7 @@ class WebhookJobIn(BaseModel):
     responses={**schema.ok(schema.JobResult), **schema.errors(401, 409, 503)},
 )
 def run_email_job(body: SignedJobBody, settings: SettingsDep) -> dict[str, Any]:
-    job = EmailJobIn.model_validate_json(body)
+    job = parse_body(EmailJobIn, body)
     if job.kind == "approval" and job.transaction_id is not None:
         sent = notifications.send_approval_request(settings, job.transaction_id)
     elif job.kind == "block_alert" and job.agent_id is not None and job.blocked_at is not None:
@@ -60,7 +70,7 @@ def run_email_job(body: SignedJobBody, settings: SettingsDep) -> dict[str, Any]:
     responses={**schema.ok(schema.JobResult), **schema.errors(401, 409, 503)},
 )
 def run_webhook_job(body: SignedJobBody, settings: SettingsDep) -> dict[str, Any]:
-    job = WebhookJobIn.model_validate_json(body)
+    job = parse_body(WebhookJobIn, body)
     try:
         status = webhooks.deliver(job.event_id, allow_private=settings.is_local)
     except webhooks.WebhookRefused as refused:
@@ -76,7 +86,7 @@ def run_webhook_job(body: SignedJobBody, settings: SettingsDep) -> dict[str, Any
     responses={**schema.ok(schema.JobResult), **schema.errors(401, 409, 503)},
 )
 def record_failed_job(body: SignedJobBody) -> dict[str, Any]:
-    callback: dict[str, Any] = json.loads(body)
+    callback = parse_body(QStashFailureIn, body).model_dump()
     source_url = str(callback.get("url", ""))
     job_type = next((name for name, path in jobs.JOB_PATHS.items() if source_url.endswith(path)), "unknown")
     payload: dict[str, Any] = {"callback": callback}

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 from mangum import Mangum
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import ConfigDict, Field, StrictInt, field_validator
 
 from shared import api_schema as schema
 from shared import payments
@@ -19,7 +19,7 @@ from shared.deps import AgentDep, SettingsDep
 from shared.errors import BudgetExceededError, UnsupportedCurrency, ValidationFailed
 from shared.health import router as health_router
 from shared.transactions import transaction_view
-from shared.web import create_app, request_id_of
+from shared.web import RequestModel, create_app, request_id_of
 
 router = APIRouter(tags=["agent"])
 
@@ -27,7 +27,7 @@ MAX_CONTEXT_BYTES = 16 * 1024
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
 
-class PaymentRequestIn(BaseModel):
+class PaymentRequestIn(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     amount: StrictInt = Field(ge=1, le=100_000_000, description="Integer cents, 1 to 100000000.")
@@ -56,10 +56,14 @@ class PaymentRequestIn(BaseModel):
 def _callback_url(url: str | None, *, local: bool) -> str | None:
     if url is None:
         return None
-    parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+    except ValueError as exc:
+        raise ValidationFailed([{"field": "callback_url", "message": "is not a valid URL"}]) from exc
+    if parts.scheme == "https" and hostname:
         return url
-    if local and parts.scheme == "http" and parts.hostname in _LOCAL_HOSTS:
+    if local and parts.scheme == "http" and hostname in _LOCAL_HOSTS:
         return url
     rule = "an https URL" + (" (or http on localhost in local mode)" if local else "")
     raise ValidationFailed([{"field": "callback_url", "message": f"must be {rule}"}])

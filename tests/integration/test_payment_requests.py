@@ -497,3 +497,52 @@ def test_a_rotated_key_or_disabled_agent_stops_spending_at_once_in_every_process
     assert disabled.status_code == 403 and disabled.json()["error"]["code"] == "agent_disabled"
     assert first.post(f"/v1/dashboard/agents/{agent.id}/enable", headers=org.admin_headers).status_code == 200
     assert pay(second, new_agent, 100).status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"merchant": "a\u0000b"}, "merchant"),
+        ({"purpose": "p\u0000"}, "purpose"),
+        ({"context": {"k\u0000": 1}}, "context.k\u0000"),
+        ({"context": {"nested": ["ok", "bad\u0000"]}}, "context.nested.1"),
+    ],
+)
+def test_text_postgres_cannot_store_is_a_422_and_holds_nothing(
+    client: Any, agent: Agent, fields: dict[str, Any], field: str
+) -> None:
+    response = pay(client, agent, 600, **fields)
+    assert response.status_code == 422, response.text
+    assert [e["field"] for e in response.json()["error"]["errors"]] == [field]
+    assert spent_counter(agent) == 0
+    assert pay(client, agent, 600).status_code == 201
+
+
+def test_a_lone_surrogate_in_context_is_a_422(client: Any, agent: Agent) -> None:
+    from tests.support.signing import signed_headers
+
+    body = b'{"amount":100,"merchant":"m","purpose":"p","idempotency_key":"k","context":{"a":"\\udc00"}}'
+    response = client.post(PATH, content=body, headers=signed_headers(agent.api_key, "POST", PATH, body))
+    assert response.status_code == 422 and response.json()["error"]["errors"][0]["field"] == "context.a"
+
+
+def test_a_body_that_is_not_utf8_json_is_a_422(client: Any, agent: Agent) -> None:
+    from tests.support.signing import signed_headers
+
+    response = client.post(PATH, content=b"\xda", headers=signed_headers(agent.api_key, "POST", PATH, b"\xda"))
+    assert response.status_code == 422 and response.json()["error"]["code"] == "validation_error"
+
+
+def test_a_failure_after_the_reservation_gives_the_hold_back(
+    client: Any, agent: Agent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shared import payments
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("a bug between the budget decision and the row")
+
+    monkeypatch.setattr(payments, "_insert_with_audit", broken)
+    assert pay(client, agent, 700, key="after-bug").status_code == 500
+    monkeypatch.undo()
+    assert spent_counter(agent) == 0
+    assert pay(client, agent, 700, key="after-bug").status_code == 201
