@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck cfn-lint pytest bench clean install browser openapi sdk-ts fuzz
+.PHONY: run test lint typecheck cfn-lint pytest bench clean install browser openapi sdk-ts fuzz chaos
 
 # The dashboard's browser tests drive Debian's chromium (Playwright's own download is not used).
 CHROMIUM ?= /usr/bin/chromium
@@ -57,6 +57,10 @@ openapi: $(STAMP)
 # A longer contract fuzz than the one in `make test` (which tries about 15 inputs per operation).
 fuzz: $(STAMP)
 	AGENTPAY_FUZZ_EXAMPLES=500 $(PY) -m pytest tests/fuzz -q
+
+# Fault injection under load for minutes (a short version runs in `make test`); writes .agentpay/chaos.json.
+chaos: $(STAMP)
+	$(PY) -m tests.chaos.scenario --long
 
 bench: $(STAMP)
 	$(PY) bench/run.py

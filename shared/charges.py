@@ -89,10 +89,10 @@ def _lease(transaction_id: uuid.UUID, lease_seconds: int) -> dict[str, Any] | No
         leased = conn.execute(
             f"""
             WITH leased AS (
-                UPDATE transactions SET charge_attempt_at = %(now)s
+                UPDATE transactions SET charge_attempt_at = %(now)s, charge_attempts = charge_attempts + 1
                 WHERE id = %(id)s AND status = 'approved'
                   AND (charge_attempt_at IS NULL OR charge_attempt_at < %(now)s - make_interval(secs => %(lease)s))
-                RETURNING {TRANSACTION_COLUMNS}, payment_intent_id
+                RETURNING {TRANSACTION_COLUMNS}, payment_intent_id, charge_attempts
             )
             SELECT leased.*, o.stripe_customer_id, o.stripe_payment_method_id
             FROM leased JOIN organizations o ON o.id = leased.organization_id
@@ -118,6 +118,9 @@ def _intent_for(client: stripe.StripeClient, row: dict[str, Any]) -> Any:
     """The transaction's PaymentIntent: the one recorded earlier, or a new unconfirmed one, recorded at once."""
     if row["payment_intent_id"]:
         return client.v1.payment_intents.retrieve(row["payment_intent_id"])
+    earlier = _unrecorded_intent(client, row) if row["charge_attempts"] > 1 else None
+    if earlier is not None:
+        return _record_intent(client, row, earlier)
     intent = client.v1.payment_intents.create(
         params={
             "amount": int(row["amount_cents"]),
@@ -133,6 +136,30 @@ def _intent_for(client: stripe.StripeClient, row: dict[str, Any]) -> Any:
         },
         options={"idempotency_key": idempotency_key(row["id"])},
     )
+    return _record_intent(client, row, intent)
+
+
+def _unrecorded_intent(client: stripe.StripeClient, row: dict[str, Any]) -> Any | None:
+    """A PaymentIntent an earlier attempt created for this transaction but died (or lost Postgres) before recording.
+
+    Real Stripe would hand the same intent back for our idempotency key within 24 h; this also covers a later
+    retry and servers that ignore idempotency keys (localstripe).
+    """
+    since = int(row["created_at"].timestamp()) - 300
+    try:
+        page = client.v1.payment_intents.list(
+            params={"customer": row["stripe_customer_id"], "created": {"gte": since}, "limit": 100}
+        )
+    except stripe.InvalidRequestError:  # a Stripe-compatible server without list filters
+        page = client.v1.payment_intents.list(params={"limit": 100})
+    for intent in page.auto_paging_iter():
+        if (intent.to_dict().get("metadata") or {}).get("transaction_id") == str(row["id"]):
+            return intent
+    return None
+
+
+def _record_intent(client: stripe.StripeClient, row: dict[str, Any], intent: Any) -> Any:
+    """Record the intent before anything confirms it; if another attempt recorded one first, use that one."""
     with db.connection() as conn:
         recorded = conn.execute(
             """
@@ -144,6 +171,8 @@ def _intent_for(client: stripe.StripeClient, row: dict[str, Any]) -> Any:
         if recorded is None:  # another worker recorded one first (its lease had expired): use that one
             other = conn.execute("SELECT payment_intent_id FROM transactions WHERE id = %s", (row["id"],)).fetchone()
             assert other is not None
+            if other["payment_intent_id"] == intent.id:
+                return intent
             client.v1.payment_intents.cancel(intent.id)
             return client.v1.payment_intents.retrieve(other["payment_intent_id"])
     return intent

@@ -1,0 +1,791 @@
+"""Chaos: a steady payment load on real server processes while Valkey, PostgreSQL, Stripe and workers fail.
+
+`run_chaos` drives the load, injects the faults one after another, lets the system settle, then checks the
+invariants of ARCHITECTURE.md from the database, Redis and localstripe. The short run is in `make test`
+(tests/chaos/test_chaos_short.py); the long one is `python -m tests.chaos.scenario --long` (`make chaos`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.conftest import REPO, ServerProcess, _free_port
+from tests.support.signing import encode, signed_headers
+
+FAULTS = ("valkey_restart", "postgres_restart", "stripe_outage", "worker_kill", "duplicate_deliveries")
+PAY = "/v1/payment-request"
+STRIPE_KEY = "sk_test_agentpay_local"
+# Short re-drive and lease so the sweep finishes a killed worker's charge within the run (Settings fields).
+SERVER_ENV = {"CHARGE_REDRIVE_SECONDS": "2", "CHARGE_LEASE_SECONDS": "2", "SWEEP_INTERVAL_SECONDS": "1"}
+HELD = ("pending", "approved", "completed")
+PER_TX_LIMIT = 5000
+APPROVAL_THRESHOLD = 1000
+
+
+# What happened ------------------------------------------------------------------------------------------------
+@dataclass
+class RequestRecord:
+    """One HTTP attempt of a payment request: what was sent, when, and what came back (None: no answer)."""
+
+    agent_id: str
+    idempotency_key: str
+    amount: int
+    attempt: int
+    server: str
+    sent: float
+    answered: float = 0.0
+    status: int | None = None
+    code: str | None = None
+    transaction_id: str | None = None
+    transaction_status: str | None = None
+
+
+@dataclass
+class FaultWindow:
+    """A fault, from the moment it took effect to the moment it was lifted (monotonic seconds)."""
+
+    name: str
+    started: float
+    ended: float = 0.0
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ChaosReport:
+    duration_s: float
+    rate_per_s: float
+    requests: list[RequestRecord] = field(default_factory=list)
+    faults: list[FaultWindow] = field(default_factory=list)
+    decisions: Counter[str] = field(default_factory=Counter)
+    checks: Counter[str] = field(default_factory=Counter)
+    final_states: Counter[str] = field(default_factory=Counter)
+    violations: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+
+    def by_status(self) -> Counter[str]:
+        return Counter(str(r.status) if r.status is not None else "no_answer" for r in self.requests)
+
+    def by_code(self) -> Counter[str]:
+        return Counter(f"{r.status} {r.code}" for r in self.requests if r.code)
+
+    def faults_injected(self) -> Counter[str]:
+        return Counter(f.name for f in self.faults)
+
+    def table(self) -> str:
+        lines = [
+            f"chaos: {len(self.requests)} request attempts in {self.duration_s:.0f} s of load "
+            f"(target {self.rate_per_s:g}/s), {self.wall_s:.0f} s in all",
+            "",
+            f"{'answer':<40}{'count':>8}",
+        ]
+        lines += [f"{status:<40}{n:>8}" for status, n in sorted(self.by_status().items())]
+        lines += ["", f"{'error code':<40}{'count':>8}"]
+        lines += [f"{code:<40}{n:>8}" for code, n in sorted(self.by_code().items())]
+        lines += ["", f"{'fault':<24}{'window s':>10}  details"]
+        for fault in self.faults:
+            shown = ", ".join(f"{k}={v}" for k, v in fault.details.items())
+            lines.append(f"{fault.name:<24}{fault.ended - fault.started:>10.1f}  {shown}")
+        lines += ["", f"{'admin decision':<40}{'count':>8}"]
+        lines += [f"{k:<40}{n:>8}" for k, n in sorted(self.decisions.items())]
+        lines += ["", f"{'final transaction state':<40}{'count':>8}"]
+        lines += [f"{k:<40}{n:>8}" for k, n in sorted(self.final_states.items())]
+        lines += ["", f"{'check':<40}{'items':>8}"]
+        lines += [f"{k:<40}{n:>8}" for k, n in sorted(self.checks.items())]
+        lines += ["", f"violations: {len(self.violations)}"]
+        lines += [f"  - {v}" for v in self.violations[:50]]
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "duration_s": self.duration_s,
+            "rate_per_s": self.rate_per_s,
+            "wall_s": round(self.wall_s, 1),
+            "requests": len(self.requests),
+            "requests_by_status": dict(self.by_status()),
+            "requests_by_error_code": dict(self.by_code()),
+            "faults_injected": dict(self.faults_injected()),
+            "fault_windows": [
+                {"name": f.name, "seconds": round(f.ended - f.started, 2), **f.details} for f in self.faults
+            ],
+            "admin_decisions": dict(self.decisions),
+            "final_transaction_states": dict(self.final_states),
+            "checks": dict(self.checks),
+            "violations": self.violations,
+        }
+
+
+# Server processes ---------------------------------------------------------------------------------------------
+class ChaosServer(ServerProcess):
+    """A `build_server_app` process whose log goes to a file, and which can be killed outright."""
+
+    def __init__(self, port: int, extra_env: dict[str, str], log_path: Path) -> None:
+        self.port = port
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.extra_env = extra_env
+        self.log_path = log_path
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "AGENTPAY_PORT": str(port), **extra_env}
+        with log_path.open("ab") as out:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    *("-m", "uvicorn", "shared.local_app:build_server_app", "--factory"),
+                    *("--host", "127.0.0.1", "--port", str(port)),
+                    *("--log-level", "warning", "--no-access-log"),
+                ],
+                cwd=REPO,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def kill(self) -> None:
+        """SIGKILL: the process dies wherever it is, jobs in memory and charges in flight included."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def replacement(self) -> ChaosServer:
+        """A new process on the same port, as a fresh container would take over."""
+        return ChaosServer(self.port, self.extra_env, self.log_path)
+
+
+# The run ------------------------------------------------------------------------------------------------------
+@dataclass
+class _Agent:
+    id: str
+    api_key: str
+    admin_key: str
+    daily_limit: int
+
+
+class _Run:
+    """State shared by the load, approver and fault threads of one run."""
+
+    def __init__(
+        self, stack: Any, services: Any, *, duration_s: float, rate_per_s: float, seed: int, say: Callable[[str], None]
+    ) -> None:
+        self.stack = stack
+        self.services = services
+        self.duration_s = duration_s
+        self.rate_per_s = rate_per_s
+        self.random = random.Random(seed)
+        self.say = say
+        self.report = ChaosReport(duration_s=duration_s, rate_per_s=rate_per_s)
+        self.lock = threading.Lock()
+        self.stop_load = threading.Event()
+        self.stop_approver = threading.Event()
+        self.servers: dict[str, ChaosServer] = {}
+        self.agents: list[_Agent] = []
+        self.pending: queue.Queue[tuple[str, _Agent, int]] = queue.Queue()
+        self.home = Path(os.environ.get("AGENTPAY_HOME", tempfile.gettempdir()))
+
+    # -- servers --
+    def live_bases(self) -> list[str]:
+        with self.lock:
+            return [s.base_url for s in self.servers.values()]
+
+    def start_server(self, name: str, extra_env: dict[str, str]) -> ChaosServer:
+        server = ChaosServer(_free_port(), {**SERVER_ENV, **extra_env}, self.home / "chaos-logs" / f"{name}.log")
+        server.wait_ready(30)
+        with self.lock:
+            self.servers[name] = server
+        return server
+
+    def stop_servers(self) -> None:
+        for server in list(self.servers.values()):
+            with suppress(Exception):
+                server.stop()
+
+    # -- setup --
+    def create_agents(self, count: int) -> None:
+        # Demand is about 1.5x what the limits allow, so daily_limit_exceeded happens too.
+        held_per_request = 0.70 * 525 + 0.25 * 3000
+        daily = max(20_000, int(self.rate_per_s * self.duration_s * held_per_request / count / 1.5))
+        base = next(iter(self.servers.values())).base_url
+        with httpx.Client(base_url=base, timeout=30) as http:
+            for i in range(count):
+                org = http.post(
+                    "/v1/orgs", json={"name": f"Chaos org {i}", "admin_email": "chaos@example.com", "timezone": "UTC"}
+                )
+                org.raise_for_status()
+                admin_key = org.json()["admin_key"]
+                created = http.post(
+                    "/v1/dashboard/agents",
+                    headers={"Authorization": f"Bearer {admin_key}"},
+                    json={
+                        "name": f"chaos-agent-{i}",
+                        "limits": {
+                            "daily_limit": daily,
+                            "per_transaction_limit": PER_TX_LIMIT,
+                            "approval_threshold": APPROVAL_THRESHOLD,
+                            "max_requests_per_minute": 10_000,
+                        },
+                    },
+                )
+                created.raise_for_status()
+                body = created.json()
+                self.agents.append(_Agent(body["agent"]["id"], body["api_key"], admin_key, daily))
+
+    # -- load --
+    def amount(self, rng: random.Random) -> int:
+        roll = rng.random()
+        if roll < 0.70:
+            return rng.randint(50, APPROVAL_THRESHOLD)  # auto-approved and charged
+        if roll < 0.95:
+            return rng.randint(APPROVAL_THRESHOLD + 1, PER_TX_LIMIT)  # pending an admin
+        return rng.randint(PER_TX_LIMIT + 1, 3 * PER_TX_LIMIT)  # over the per-transaction limit
+
+    def load_worker(self, index: int, workers: int) -> None:
+        rng = random.Random(self.random.random() + index)
+        interval = workers / self.rate_per_s
+        next_at = time.monotonic() + rng.uniform(0, interval)
+        clients: dict[str, httpx.Client] = {}
+        try:
+            while not self.stop_load.is_set():
+                delay = next_at - time.monotonic()
+                if delay > 0:
+                    self.stop_load.wait(delay)
+                next_at = max(next_at + interval, time.monotonic())
+                agent = rng.choice(self.agents)
+                self.request_with_retries(
+                    rng,
+                    clients,
+                    agent,
+                    {
+                        "amount": self.amount(rng),
+                        "merchant": rng.choice(["api.openai.example", "gpu.example.com", "données.example.fr"]),
+                        "purpose": f"chaos load {uuid.uuid4().hex[:8]} " + "x" * rng.randint(0, 300),
+                        "context": {"run": "chaos", "worker": index, "n": rng.randint(0, 10**6)},
+                        "idempotency_key": f"chaos-{uuid.uuid4().hex}",
+                    },
+                )
+        finally:
+            for client in clients.values():
+                client.close()
+
+    def request_with_retries(
+        self, rng: random.Random, clients: dict[str, httpx.Client], agent: _Agent, payload: dict[str, Any]
+    ) -> None:
+        """Send like an SDK: a 503 or no answer is retried with the same idempotency key, maybe on another server."""
+        body = encode(payload)
+        for attempt in range(1, 4):
+            base = rng.choice(self.live_bases())
+            client = clients.setdefault(base, httpx.Client(base_url=base, timeout=20))
+            record = RequestRecord(
+                agent_id=agent.id,
+                idempotency_key=payload["idempotency_key"],
+                amount=payload["amount"],
+                attempt=attempt,
+                server=base,
+                sent=time.monotonic(),
+            )
+            try:
+                response = client.post(PAY, content=body, headers=signed_headers(agent.api_key, "POST", PAY, body))
+                record.answered = time.monotonic()
+                record.status = response.status_code
+                answer = _json(response)
+                record.code = (answer.get("error") or {}).get("code")
+                record.transaction_id = answer.get("id")
+                record.transaction_status = answer.get("status")
+            except httpx.HTTPError:
+                record.answered = time.monotonic()
+            with self.lock:
+                self.report.requests.append(record)
+            if record.status == 202 and record.transaction_id:
+                self.pending.put((record.transaction_id, agent, 0))
+            if record.status is not None and record.status != 503:
+                return
+            if self.stop_load.wait(rng.uniform(0.2, 0.6)):
+                return
+
+    # -- the admin --
+    def approver(self) -> None:
+        """Approves (mostly) or declines pending payments, through the email link or the dashboard API."""
+        rng = random.Random(self.random.random())
+        with httpx.Client(timeout=20) as http:
+            while True:
+                try:
+                    tx_id, agent, tries = self.pending.get(timeout=0.2)
+                except queue.Empty:
+                    if self.stop_approver.is_set():
+                        return
+                    continue
+                if self.stop_approver.is_set() and tries > 0:
+                    continue  # settling: give up on what keeps failing
+                action = "decline" if rng.random() < 0.2 else "approve"
+                status, via = self.decide(http, rng, tx_id, agent, action)
+                with self.lock:
+                    self.report.decisions[f"{action} via {via}: {status}"] += 1
+                if (status is None or status >= 500) and tries < 40:
+                    time.sleep(0.25)
+                    self.pending.put((tx_id, agent, tries + 1))
+
+    def decide(
+        self, http: httpx.Client, rng: random.Random, tx_id: str, agent: _Agent, action: str
+    ) -> tuple[int | None, str]:
+        link = _email_link(tx_id, action) if rng.random() < 0.5 else None
+        try:
+            if link:
+                return http.post(link, headers={"Accept": "application/json"}).status_code, "email link"
+            base = rng.choice(self.live_bases())
+            response = http.post(
+                f"{base}/v1/dashboard/transactions/{tx_id}/{action}",
+                headers={"Authorization": f"Bearer {agent.admin_key}"},
+            )
+            return response.status_code, "dashboard"
+        except httpx.HTTPError:
+            return None, "email link" if link else "dashboard"
+
+    # -- faults --
+    def fault(self, name: str, **details: Any) -> FaultWindow:
+        window = FaultWindow(name=name, started=time.monotonic(), details=details)
+        with self.lock:
+            self.report.faults.append(window)
+        return window
+
+    def valkey_restart(self, down_s: float) -> None:
+        self.stack.stop_redis()
+        window = self.fault("valkey_restart")
+        time.sleep(down_s)
+        window.ended = time.monotonic()
+        self.stack.start_redis()
+        window.details["answers_in_window"] = self._answers_within(window)
+
+    def postgres_restart(self, down_s: float) -> None:
+        self.stack.stop_postgres()
+        window = self.fault("postgres_restart")
+        time.sleep(down_s)
+        window.ended = time.monotonic()
+        self.stack.start_postgres()
+        window.details["answers_in_window"] = self._answers_within(window)
+
+    def stripe_outage(self, seconds: float) -> None:
+        httpx.post(f"{self.services.stripe_api_base}/_agentpay/outage", params={"seconds": seconds}).raise_for_status()
+        window = self.fault("stripe_outage")
+        time.sleep(seconds)
+        window.ended = time.monotonic()
+
+    def worker_kill(self) -> None:
+        """SIGKILL the first server once charges are in flight, then start a new one on the same port."""
+        deadline = time.monotonic() + 10
+        in_flight = self._charges_in_flight()
+        while in_flight == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+            in_flight = self._charges_in_flight()
+        with self.lock:
+            victim = self.servers.pop("a")
+        victim.kill()
+        window = self.fault("worker_kill", charges_in_flight=in_flight)
+        time.sleep(0.5)
+        replacement = victim.replacement()
+        replacement.wait_ready(30)
+        with self.lock:
+            self.servers["a"] = replacement
+        window.ended = time.monotonic()
+
+    def _charges_in_flight(self) -> int:
+        """Approved transactions of the run with a charge lease taken (a worker is between lease and verdict)."""
+        from shared import db
+
+        try:
+            with db.connection() as conn:
+                row = conn.execute(
+                    "SELECT count(*) AS n FROM transactions WHERE agent_id = ANY(%s) AND status = 'approved'"
+                    " AND charge_attempt_at IS NOT NULL",
+                    ([uuid.UUID(a.id) for a in self.agents],),
+                ).fetchone()
+        except Exception:
+            return 0
+        return int(row["n"]) if row else 0
+
+    def _answers_within(self, window: FaultWindow) -> dict[str, int]:
+        with self.lock:
+            inside = [r for r in self.report.requests if r.sent >= window.started and r.answered <= window.ended]
+        return dict(Counter(str(r.status) for r in inside))
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        value = response.json()
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _email_link(tx_id: str, action: str) -> str | None:
+    from shared.config import get_settings
+    from shared.email import outbox_file_name
+
+    path = Path(get_settings().outbox_dir) / outbox_file_name(f"approval-{tx_id}")
+    try:
+        text = json.loads(path.read_text())["text"]
+    except (FileNotFoundError, ValueError, KeyError):
+        return None
+    return next((line.strip() for line in text.splitlines() if f"/v1/{action}/" in line), None)
+
+
+# Settling and checking ----------------------------------------------------------------------------------------
+def _retrying(action: Callable[[], Any], *, seconds: float = 30) -> Any:
+    """The test process's own pools meet the restarted services too: retry until they answer."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return action()
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def _rows(agent_ids: list[str]) -> list[dict[str, Any]]:
+    from shared import db
+
+    with db.connection() as conn:
+        return conn.execute(
+            "SELECT id::text, agent_id::text, amount_cents, status, decision_reason, budget_day, stripe_charge_id,"
+            " idempotency_key FROM transactions WHERE agent_id = ANY(%s)",
+            ([uuid.UUID(a) for a in agent_ids],),
+        ).fetchall()
+
+
+def _settle(run: _Run, timeout_s: float) -> None:
+    """Wait until no transaction of the run is left `approved` (the servers' sweep re-drives charges), then sweep."""
+    from shared.clock import clock
+    from shared.config import get_settings
+    from shared.sweep import ORPHAN_HOLD_SECONDS, run_sweep
+
+    agent_ids = [a.id for a in run.agents]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        rows = _retrying(lambda: _rows(agent_ids))
+        if not any(r["status"] == "approved" for r in rows) and run.pending.empty():
+            break
+        time.sleep(0.5)
+    run.stop_approver.set()
+    settings = get_settings()
+    for _ in range(2):
+        _retrying(lambda: run_sweep(settings))
+    # Holds whose request died before its row (a 503 whose undo could not reach Valkey) are freed by the sweep
+    # once they are older than ORPHAN_HOLD_SECONDS: travel past that instead of waiting for it.
+    clock.offset_seconds = ORPHAN_HOLD_SECONDS + 30
+    try:
+        _retrying(lambda: run_sweep(settings))
+    finally:
+        clock.offset_seconds = 0
+    _retrying(lambda: run_sweep(settings))
+
+
+def _stripe_intents(stripe_api_base: str) -> dict[str, list[dict[str, Any]]]:
+    by_transaction: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    starting_after = None
+    with httpx.Client(timeout=60) as http:
+        while True:
+            params: dict[str, Any] = {"limit": 100}
+            if starting_after:
+                params["starting_after"] = starting_after
+            page = http.get(
+                f"{stripe_api_base}/v1/payment_intents",
+                params=params,
+                headers={"Authorization": f"Bearer {STRIPE_KEY}"},
+            ).json()
+            for intent in page["data"]:
+                tx_id = (intent.get("metadata") or {}).get("transaction_id")
+                if tx_id:
+                    by_transaction[tx_id].append(intent)
+            if not page.get("has_more") or not page["data"]:
+                return by_transaction
+            starting_after = page["data"][-1]["id"]
+
+
+def _faults_near(report: ChaosReport, transaction_id: str) -> str:
+    """The faults active from the request until 10 s after it, to tell which one a violation followed."""
+    sent = min((r.sent for r in report.requests if r.transaction_id == transaction_id), default=None)
+    if sent is None:
+        return "request not seen"
+    near = [f.name for f in report.faults if f.started <= sent + 10 and (f.ended or sent) >= sent]
+    return "faults around it: " + (", ".join(near) or "none")
+
+
+def _check(run: _Run) -> None:
+    from shared import budget, db
+
+    report = run.report
+    violations = report.violations
+    agent_ids = [a.id for a in run.agents]
+    limit_of = {a.id: a.daily_limit for a in run.agents}
+    rows = _retrying(lambda: _rows(agent_ids))
+    by_id = {r["id"]: r for r in rows}
+    report.final_states.update(f"{r['status']} ({r['decision_reason']})" for r in rows)
+
+    with db.connection() as conn:
+        audited = {
+            str(r["transaction_id"])
+            for r in conn.execute(
+                "SELECT DISTINCT transaction_id FROM audit_logs"
+                " WHERE agent_id = ANY(%s) AND transaction_id IS NOT NULL",
+                ([uuid.UUID(a) for a in agent_ids],),
+            ).fetchall()
+        }
+
+    # Every answered decision has its row and its audit entry, and the row says what the answer said.
+    for record in report.requests:
+        if record.status not in (200, 201, 202, 402):
+            continue
+        report.checks["answered requests with row and audit"] += 1
+        row = by_id.get(record.transaction_id or "")
+        if row is None:
+            violations.append(f"{record.status} for key {record.idempotency_key} but no transaction row")
+            continue
+        if record.transaction_id not in audited:
+            violations.append(f"transaction {record.transaction_id} ({record.status}) has no audit entry")
+        if row["idempotency_key"] != record.idempotency_key or row["amount_cents"] != record.amount:
+            violations.append(f"transaction {record.transaction_id} does not match the request that got it")
+        if record.status == 402 and row["status"] != "declined":
+            violations.append(f"402 for {record.transaction_id} but the row is {row['status']}")
+
+    # I1: no agent-day holds more than its daily limit.
+    held: Counter[tuple[str, Any]] = Counter()
+    for row in rows:
+        if row["status"] in HELD:
+            held[(row["agent_id"], row["budget_day"])] += row["amount_cents"]
+    for (agent_id, day), cents in held.items():
+        report.checks["agent-days within the daily limit"] += 1
+        if cents > limit_of[agent_id]:
+            violations.append(f"agent {agent_id} holds {cents} on {day}, over its daily limit {limit_of[agent_id]}")
+
+    # Every approved transaction was charged or declined.
+    for row in rows:
+        if row["status"] == "approved":
+            violations.append(f"transaction {row['id']} is still approved after settling (never charged)")
+
+    # I4: one PaymentIntent per transaction; a succeeded one exactly when the row is completed.
+    intents = _stripe_intents(run.services.stripe_api_base)
+    for row in rows:
+        mine = intents.get(row["id"], [])
+        succeeded = [i for i in mine if i.get("status") == "succeeded"]
+        report.checks["transactions checked in localstripe"] += 1
+        if len(mine) > 1:
+            shown = ", ".join(f"{i['id']}:{i.get('status')}" for i in mine)
+            violations.append(
+                f"transaction {row['id']} has {len(mine)} PaymentIntents ({shown}); {_faults_near(report, row['id'])}"
+            )
+        if row["status"] == "completed":
+            if len(succeeded) != 1 or succeeded[0]["id"] != row["stripe_charge_id"]:
+                violations.append(f"completed transaction {row['id']} does not match one succeeded PaymentIntent")
+        elif succeeded:
+            violations.append(f"transaction {row['id']} is {row['status']} but Stripe charged {succeeded[0]['id']}")
+
+    # I6: nothing decided while Valkey was down (requests straddling the window's edges do not count).
+    for window in (f for f in report.faults if f.name == "valkey_restart"):
+        for record in report.requests:
+            if record.status in (201, 202) and record.sent >= window.started and record.answered <= window.ended:
+                violations.append(
+                    f"{record.status} for key {record.idempotency_key} sent and answered while Valkey was down"
+                )
+
+    # I5: Redis's day counters agree with Postgres.
+    engine = budget.get_engine()
+    days = {row["budget_day"] for row in rows}
+    for agent_id in agent_ids:
+        for day in days:
+            report.checks["agent-days with Redis == Postgres"] += 1
+            in_redis = _retrying(lambda a=agent_id, d=day: engine.spent(uuid.UUID(a), d))
+            in_postgres = held.get((agent_id, day), 0)
+            if in_redis != in_postgres:
+                violations.append(f"agent {agent_id} on {day}: Redis counts {in_redis}, Postgres holds {in_postgres}")
+
+    with db.connection() as conn:
+        dead = conn.execute(
+            "SELECT count(*) AS n FROM job_dead_letters WHERE transaction_id = ANY(%s)",
+            ([uuid.UUID(r["id"]) for r in rows],),
+        ).fetchone()
+    report.checks["jobs dead-lettered then re-driven"] = int(dead["n"]) if dead else 0
+
+
+# The driver ---------------------------------------------------------------------------------------------------
+def run_chaos(
+    stack: Any,
+    services: Any,
+    *,
+    duration_s: float,
+    rate_per_s: float,
+    faults: list[str],
+    cycles: int = 1,
+    valkey_down_s: float = 3.0,
+    postgres_down_s: float = 3.0,
+    stripe_outage_s: float = 5.0,
+    settle_s: float = 30.0,
+    agents: int = 4,
+    workers: int = 4,
+    seed: int = 7,
+    say: Callable[[str], None] = lambda line: None,
+) -> ChaosReport:
+    """Run the load for `duration_s`, inject `faults` (`cycles` times each) during it, settle, then check."""
+    unknown = set(faults) - set(FAULTS)
+    if unknown:
+        raise ValueError(f"unknown faults {sorted(unknown)}; choose from {FAULTS}")
+    began = time.monotonic()
+    run = _Run(stack, services, duration_s=duration_s, rate_per_s=rate_per_s, seed=seed, say=say)
+    timed = [f for f in faults if f != "duplicate_deliveries"] * cycles
+    try:
+        run.start_server("a", {})
+        if "duplicate_deliveries" in faults:
+            run.start_server("b", {"AGENTPAY_DUPLICATE_DELIVERIES": "2"})
+        run.create_agents(agents)
+        say(f"load: {rate_per_s:g}/s for {duration_s:g} s on {len(run.servers)} servers, faults {timed}")
+        threads = [threading.Thread(target=run.load_worker, args=(i, workers), daemon=True) for i in range(workers)]
+        threads.append(threading.Thread(target=run.approver, daemon=True))
+        load_started = time.monotonic()
+        duplicates = run.fault("duplicate_deliveries", copies=2) if "duplicate_deliveries" in faults else None
+        for thread in threads:
+            thread.start()
+        _inject(run, timed, load_started, valkey_down_s, postgres_down_s, stripe_outage_s)
+        remaining = load_started + duration_s - time.monotonic()
+        if remaining > 0:
+            time.sleep(remaining)
+        run.stop_load.set()
+        for thread in threads[:-1]:
+            thread.join(30)
+        if duplicates is not None:
+            duplicates.ended = time.monotonic()
+        say(f"load stopped after {len(run.report.requests)} attempts; settling")
+        _settle(run, settle_s)
+        threads[-1].join(30)
+        run.stop_servers()
+        _check(run)
+    finally:
+        run.stop_load.set()
+        run.stop_approver.set()
+        run.stop_servers()
+        stack.start_redis()
+        stack.start_postgres()
+        _fresh_clients()
+    run.report.wall_s = time.monotonic() - began
+    return run.report
+
+
+def _fresh_clients() -> None:
+    """This process's pooled connections saw the restarts: the tests that run next start with new ones."""
+    from shared import budget, db, redis_store
+
+    db.close_pool()
+    redis_store.get_store.cache_clear()
+    budget.get_engine.cache_clear()
+
+
+def _inject(
+    run: _Run, timed: list[str], load_started: float, valkey_down_s: float, postgres_down_s: float, outage_s: float
+) -> None:
+    """One fault after another, each in its own slot of the middle 80% of the load."""
+    if not timed:
+        return
+    slot = 0.8 * run.duration_s / len(timed)
+    for index, name in enumerate(timed):
+        start_at = load_started + 0.1 * run.duration_s + index * slot
+        time.sleep(max(0.0, start_at - time.monotonic()))
+        run.say(f"fault: {name}")
+        if name == "valkey_restart":
+            run.valkey_restart(valkey_down_s)
+        elif name == "postgres_restart":
+            run.postgres_restart(postgres_down_s)
+        elif name == "stripe_outage":
+            run.stripe_outage(outage_s)
+        elif name == "worker_kill":
+            run.worker_kill()
+
+
+# `python -m tests.chaos.scenario --long` ----------------------------------------------------------------------
+@contextmanager
+def standalone_services(home: Path) -> Iterator[tuple[Any, Any]]:
+    """A stack of its own (as tests/conftest.py's `stack` and `services` fixtures make), for runs outside pytest."""
+    from shared import auth, budget, db, redis_store, stripe_api
+    from shared.config import get_settings
+    from shared.localstack import LocalStack
+    from shared.migrate import apply_migrations
+
+    stack = LocalStack(home / "stack")
+    found = stack.start()
+    try:
+        os.environ.update(
+            {
+                "AGENTPAY_ENV": "local",
+                "AGENTPAY_HOME": str(home / "settings"),
+                "DATABASE_URL": found.database_url,
+                "REDIS_URL": found.redis_url,
+                "STRIPE_API_BASE": found.stripe_api_base,
+            }
+        )
+        for name in ("UPSTASH_REDIS_REST_URL", "UPSTASH_REDIS_REST_TOKEN", "STRIPE_SECRET_KEY", "SENTRY_DSN"):
+            os.environ.pop(name, None)
+        get_settings.cache_clear()
+        db.close_pool()
+        stripe_api.get_client.cache_clear()
+        redis_store.get_store.cache_clear()
+        budget.get_engine.cache_clear()
+        auth.agent_cache.clear()
+        auth.admin_cache.clear()
+        apply_migrations(found.database_url)
+        yield stack, found
+    finally:
+        db.close_pool()
+        stack.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.chaos.scenario", description=__doc__)
+    parser.add_argument("--long", action="store_true", help="minutes of load, every fault twice, 30 s Stripe outage")
+    parser.add_argument("--duration", type=float, help="seconds of load")
+    parser.add_argument("--rate", type=float, help="payment requests per second")
+    parser.add_argument("--faults", default=",".join(FAULTS), help="comma-separated, from " + ", ".join(FAULTS))
+    parser.add_argument("--json", type=Path, default=REPO / ".agentpay" / "chaos.json", help="where --long writes")
+    args = parser.parse_args(argv)
+    options: dict[str, Any] = {"duration_s": 25.0, "rate_per_s": 8.0}
+    if args.long:
+        options = {
+            "duration_s": 300.0,
+            "rate_per_s": 8.0,
+            "cycles": 2,
+            "valkey_down_s": 10.0,
+            "postgres_down_s": 8.0,
+            "stripe_outage_s": 30.0,
+            "settle_s": 300.0,
+            "agents": 6,
+            "workers": 6,
+        }
+    if args.duration:
+        options["duration_s"] = args.duration
+    if args.rate:
+        options["rate_per_s"] = args.rate
+    faults = [f for f in args.faults.split(",") if f]
+    with tempfile.TemporaryDirectory(prefix="agentpay-chaos-") as tmp, standalone_services(Path(tmp)) as (stack, found):
+        report = run_chaos(stack, found, faults=faults, say=lambda line: print(line, flush=True), **options)
+    print(report.table())
+    if args.long:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({**report.as_dict(), "faults_requested": faults}, indent=2, default=str))
+        print(f"wrote {args.json}")
+    return 1 if report.violations else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
