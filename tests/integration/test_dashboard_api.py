@@ -523,7 +523,9 @@ def test_admin_approves_or_declines_a_pending_payment_through_the_api(client: An
         f"/v1/dashboard/transactions/{second['id']}/decline", json={"reason": "not this vendor"}, headers=headers
     )
     assert declined.status_code == 200 and declined.json()["status"] == "declined"
-    assert client.post(f"/v1/dashboard/transactions/{second['id']}/refund", headers=headers).status_code == 404  # no such route
+    assert (
+        client.post(f"/v1/dashboard/transactions/{second['id']}/refund", headers=headers).status_code == 404
+    )  # no such route
 
 
 def test_the_decline_button_needs_the_csrf_token(client: Any, agent: Agent) -> None:
