@@ -30,16 +30,17 @@ def _note_returned(conn: psycopg.Connection[Any]) -> None:
     _last_returned[conn] = time.monotonic()
 
 
-_last_failure = 0.0  # when a connection last broke in this process (a server restart, a network cut)
+_last_failure = -1e9  # when a connection last broke in this process (a server restart, a network cut)
+RECENT_FAILURE_SECONDS = 30.0  # after a failure every checkout is checked for this long (the server may be restarting)
 
 
 def _check_if_idle(conn: psycopg.Connection[Any]) -> None:
-    """Check a connection that sat idle, or that predates the last failure: a dead one raises and is replaced.
+    """Check a connection that sat idle, or any connection soon after a failure: a dead one raises and is replaced.
 
     A connection in steady use skips the extra round trip.
     """
-    returned = _last_returned.get(conn, 0.0)
-    if returned <= _last_failure or time.monotonic() - returned > IDLE_CHECK_SECONDS:
+    now = time.monotonic()
+    if now - _last_failure < RECENT_FAILURE_SECONDS or now - _last_returned.get(conn, 0.0) > IDLE_CHECK_SECONDS:
         ConnectionPool.check_connection(conn)
 
 

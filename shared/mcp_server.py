@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import agentpay
 import anyio
-from mcp.server.mcpserver import MCPServer
+from mcp.server.fastmcp import FastMCP
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
@@ -67,7 +67,7 @@ def transaction_json(transaction: agentpay.Transaction) -> dict[str, Any]:
 
 
 def _result(data: dict[str, Any]) -> CallToolResult:
-    return CallToolResult(content=[TextContent(type="text", text=json.dumps(data))], structured_content=data)
+    return CallToolResult(content=[TextContent(type="text", text=json.dumps(data))], structuredContent=data)
 
 
 def _error(exc: agentpay.AgentPayError, **details: Any) -> CallToolResult:
@@ -90,17 +90,15 @@ def _error(exc: agentpay.AgentPayError, **details: Any) -> CallToolResult:
         details["transaction"] = transaction_json(transaction)
     data = {"error": {k: v for k, v in error.items() if v is not None}, **details}
     return CallToolResult(
-        content=[TextContent(type="text", text=json.dumps(data))], structured_content=data, is_error=True
+        content=[TextContent(type="text", text=json.dumps(data))], structuredContent=data, isError=True
     )
 
 
-def build_server(client: agentpay.AsyncAgentPay, *, poll_interval: float = POLL_INTERVAL_SECONDS) -> MCPServer:
+def build_server(client: agentpay.AsyncAgentPay, *, poll_interval: float = POLL_INTERVAL_SECONDS) -> FastMCP:
     """The MCP server with the three payment tools, all calling AgentPay through `client`."""
-    server: MCPServer = MCPServer(
-        "agentpay", instructions=INSTRUCTIONS, version=agentpay.__version__, log_level="WARNING"
-    )
+    server: FastMCP = FastMCP("agentpay", instructions=INSTRUCTIONS, log_level="WARNING")
 
-    @server.tool(description=REQUEST_PAYMENT, annotations=ToolAnnotations(destructive_hint=True, idempotent_hint=True))
+    @server.tool(description=REQUEST_PAYMENT, annotations=ToolAnnotations(destructiveHint=True, idempotentHint=True))
     async def request_payment(
         amount: Annotated[int, Field(ge=1, le=100_000_000, description="Integer cents: 1250 means $12.50.")],
         purpose: Annotated[str, Field(min_length=1, max_length=2000, description="What is bought and why.")],
@@ -136,7 +134,7 @@ def build_server(client: agentpay.AsyncAgentPay, *, poll_interval: float = POLL_
             return _error(exc, idempotency_key=key)
         return _result(transaction_json(transaction))
 
-    @server.tool(description=GET_TRANSACTION, annotations=ToolAnnotations(read_only_hint=True))
+    @server.tool(description=GET_TRANSACTION, annotations=ToolAnnotations(readOnlyHint=True))
     async def get_transaction(
         transaction_id: Annotated[str, Field(min_length=1, description="The transaction's id (a UUID).")],
     ) -> CallToolResult:
@@ -145,7 +143,7 @@ def build_server(client: agentpay.AsyncAgentPay, *, poll_interval: float = POLL_
         except agentpay.AgentPayError as exc:
             return _error(exc)
 
-    @server.tool(description=WAIT_FOR_APPROVAL, annotations=ToolAnnotations(read_only_hint=True))
+    @server.tool(description=WAIT_FOR_APPROVAL, annotations=ToolAnnotations(readOnlyHint=True))
     async def wait_for_approval(
         transaction_id: Annotated[str, Field(min_length=1, description="The transaction's id (a UUID).")],
         timeout_seconds: Annotated[

@@ -156,7 +156,9 @@ class ServerProcess:
 
         self.port = port
         self.base_url = f"http://127.0.0.1:{port}"
-        env = {**os.environ, "AGENTPAY_PORT": str(port), **(extra_env or {})}
+        # The sweep stays off unless a test asks for it: in a shared test database it would re-drive every charge
+        # that in-process tests left approved on purpose.
+        env = {**os.environ, "AGENTPAY_PORT": str(port), "SWEEP_INTERVAL_SECONDS": "3600", **(extra_env or {})}
         self.process = subprocess.Popen(
             [
                 sys.executable,
