@@ -28,31 +28,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def services(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Point every setting at the embedded services and bring the schema up to date."""
-    from shared import auth, budget, db, redis_store, stripe_api
-    from shared.config import get_settings
-    from shared.migrate import apply_migrations
+    from shared import db
+    from tests.support.stack import use_services
 
     found = stack.start()
-    home = tmp_path_factory.mktemp("agentpay-settings")
-    os.environ.update(
-        {
-            "AGENTPAY_ENV": "local",
-            "AGENTPAY_HOME": str(home),
-            "DATABASE_URL": found.database_url,
-            "REDIS_URL": found.redis_url,
-            "STRIPE_API_BASE": found.stripe_api_base,
-        }
-    )
-    for name in ("UPSTASH_REDIS_REST_URL", "UPSTASH_REDIS_REST_TOKEN", "STRIPE_SECRET_KEY", "SENTRY_DSN"):
-        os.environ.pop(name, None)
-    get_settings.cache_clear()
-    db.close_pool()
-    stripe_api.get_client.cache_clear()
-    redis_store.get_store.cache_clear()
-    budget.get_engine.cache_clear()
-    auth.agent_cache.clear()
-    auth.admin_cache.clear()
-    apply_migrations(found.database_url)
+    use_services(found, tmp_path_factory.mktemp("agentpay-settings"))
     yield found
     db.close_pool()
 

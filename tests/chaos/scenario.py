@@ -718,33 +718,14 @@ def _inject(
 @contextmanager
 def standalone_services(home: Path) -> Iterator[tuple[Any, Any]]:
     """A stack of its own (as tests/conftest.py's `stack` and `services` fixtures make), for runs outside pytest."""
-    from shared import auth, budget, db, redis_store, stripe_api
-    from shared.config import get_settings
+    from shared import db
     from shared.localstack import LocalStack
-    from shared.migrate import apply_migrations
+    from tests.support.stack import use_services
 
     stack = LocalStack(home / "stack")
     found = stack.start()
     try:
-        os.environ.update(
-            {
-                "AGENTPAY_ENV": "local",
-                "AGENTPAY_HOME": str(home / "settings"),
-                "DATABASE_URL": found.database_url,
-                "REDIS_URL": found.redis_url,
-                "STRIPE_API_BASE": found.stripe_api_base,
-            }
-        )
-        for name in ("UPSTASH_REDIS_REST_URL", "UPSTASH_REDIS_REST_TOKEN", "STRIPE_SECRET_KEY", "SENTRY_DSN"):
-            os.environ.pop(name, None)
-        get_settings.cache_clear()
-        db.close_pool()
-        stripe_api.get_client.cache_clear()
-        redis_store.get_store.cache_clear()
-        budget.get_engine.cache_clear()
-        auth.agent_cache.clear()
-        auth.admin_cache.clear()
-        apply_migrations(found.database_url)
+        use_services(found, home / "settings")
         yield stack, found
     finally:
         db.close_pool()
