@@ -21,18 +21,17 @@ def request_path(request: Request) -> str:
     return f"{path}?{query.decode('latin-1')}" if query else path
 
 
-async def current_agent(
-    request: Request,
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
-    agentpay_timestamp: Annotated[str | None, Header(include_in_schema=False)] = None,
-    agentpay_signature: Annotated[str | None, Header(include_in_schema=False)] = None,
-) -> auth.AgentIdentity:
+async def current_agent(request: Request) -> auth.AgentIdentity:
+    # The headers are read straight from the request: as Header() parameters FastAPI would inspect and validate
+    # each one on every request, and they are not part of the schema anyway.
+    headers = request.headers
+    authorization = headers.get("authorization")
     body = await request.body()
     authenticate = functools.partial(
         auth.authenticate_agent,
         authorization=authorization,
-        timestamp=agentpay_timestamp,
-        signature=agentpay_signature,
+        timestamp=headers.get("agentpay-timestamp"),
+        signature=headers.get("agentpay-signature"),
         method=request.method,
         path=request_path(request),
         body=body,
