@@ -113,6 +113,14 @@ def test_sign_up_log_in_create_an_agent_see_its_payments_edit_limits_log_out(
     page.get_by_text("The payment is approved").wait_for()
     assert page.locator(".page-head .badge").inner_text() in ("Approved", "Completed")
     assert page.get_by_text("payment.approved").first.is_visible()
+    # The charge worker takes it from there: a reload shows it completed (Stripe confirmed the charge).
+    for _ in range(60):
+        if page.locator(".page-head .badge").inner_text() == "Completed":
+            break
+        page.wait_for_timeout(250)
+        page.reload()
+    assert page.locator(".page-head .badge").inner_text() == "Completed"
+    assert page.get_by_text("payment.completed").first.is_visible()
     shot(page, screenshots, "06b-approved")
 
     # Edit limits: a bad combination shows the API's message next to the field, and nothing is saved.
