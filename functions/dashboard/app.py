@@ -156,14 +156,7 @@ def update_limits(agent_id: str, body: LimitsIn, request: Request, admin: AdminD
     },
 )
 def unblock_agent(agent_id: str, request: Request, admin: AdminDep) -> dict[str, Any]:
-    with db.connection() as conn:
-        return agents.lift_block(
-            conn,
-            organization_id=admin.organization_id,
-            agent_id=agents.parse_id(agent_id),
-            timezone=admin.timezone,
-            request_id=request_id_of(request),
-        )
+    return _agent_action(agents.lift_block, agent_id, request, admin)
 
 
 @router.post(
@@ -177,14 +170,7 @@ def unblock_agent(agent_id: str, request: Request, admin: AdminDep) -> dict[str,
     },
 )
 def disable_agent(agent_id: str, request: Request, admin: AdminDep) -> dict[str, Any]:
-    with db.connection() as conn:
-        return agents.disable_agent(
-            conn,
-            organization_id=admin.organization_id,
-            agent_id=agents.parse_id(agent_id),
-            timezone=admin.timezone,
-            request_id=request_id_of(request),
-        )
+    return _agent_action(agents.disable_agent, agent_id, request, admin)
 
 
 @router.post(
@@ -198,14 +184,7 @@ def disable_agent(agent_id: str, request: Request, admin: AdminDep) -> dict[str,
     },
 )
 def enable_agent(agent_id: str, request: Request, admin: AdminDep) -> dict[str, Any]:
-    with db.connection() as conn:
-        return agents.enable_agent(
-            conn,
-            organization_id=admin.organization_id,
-            agent_id=agents.parse_id(agent_id),
-            timezone=admin.timezone,
-            request_id=request_id_of(request),
-        )
+    return _agent_action(agents.enable_agent, agent_id, request, admin)
 
 
 @router.post(
@@ -386,6 +365,19 @@ def _list(data: list[dict[str, Any]], page: dashboard.Page) -> dict[str, Any]:
         "has_more": page.has_more,
         "next_cursor": page.next_cursor if page.has_more else None,
     }
+
+
+def _agent_action(action: Any, agent_id: str, request: Request, admin: Any) -> dict[str, Any]:
+    """Unblock, disable or enable one of the admin's agents; the agent object after it."""
+    with db.connection() as conn:
+        result: dict[str, Any] = action(
+            conn,
+            organization_id=admin.organization_id,
+            agent_id=agents.parse_id(agent_id),
+            timezone=admin.timezone,
+            request_id=request_id_of(request),
+        )
+    return result
 
 
 def _signup_token_ok(sent: str | None, expected: str | None) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import shutil
 import subprocess
 import threading
@@ -242,6 +243,8 @@ def _newest_mtime(folder: Path) -> float:
 def ts_sdk() -> Path:
     """The TypeScript SDK built into dist/ (npm ci from the lock file first, on a fresh checkout)."""
     if not (shutil.which("node") and shutil.which("npm")):
+        if os.environ.get("CI"):
+            pytest.fail("Node.js 18+ and npm are missing; CI must have them for the TypeScript SDK tests")
         pytest.skip("Node.js 18+ and npm are needed for the TypeScript SDK tests")
     if not (TS_SDK / "node_modules" / ".bin" / "tsc").exists():
         _npm("ci", "--no-audit", "--no-fund")
