@@ -297,25 +297,14 @@ def fast_agent(port: int, org: Org, name: str) -> Agent:
 
 
 # Phase 1: the floor ---------------------------------------------------------------------------------------------
-# The same shape as shared/payments.py _INSERT_SQL, copied so the floor needs no AgentPay code.
+# The statement shared/payments.py sends (migrations/0006_record_payment_request.sql), written out here so the floor
+# needs no AgentPay Python code: the transaction row and its audit row, no job.
 FLOOR_INSERT_SQL = """
-WITH tx AS (
-    INSERT INTO transactions (id, agent_id, organization_id, amount_cents, currency, merchant, purpose, context,
-                              status, decision_reason, idempotency_key, request_hash, budget_day, callback_url,
-                              approval_expires_at, created_at, updated_at)
-    VALUES (%(id)s, %(agent_id)s, %(organization_id)s, %(amount)s, %(currency)s, %(merchant)s, %(purpose)s,
-            %(context)s, %(status)s, %(reason)s, %(key)s, %(hash)s, %(day)s, %(callback_url)s, %(expires_at)s,
-            %(now)s, %(now)s)
-    ON CONFLICT (agent_id, idempotency_key) DO NOTHING
-    RETURNING id, organization_id, agent_id, amount_cents, currency, merchant, purpose, context, status,
-              decision_reason, idempotency_key, request_hash, budget_day, callback_url, stripe_charge_id,
-              approval_expires_at, created_at, completed_at
-), audit AS (
-    INSERT INTO audit_logs (organization_id, agent_id, transaction_id, actor, action, details)
-    SELECT tx.organization_id, tx.agent_id, tx.id, %(actor)s, entry.action, entry.details
-    FROM tx CROSS JOIN jsonb_to_recordset(%(entries)s) AS entry(action text, details jsonb)
+SELECT job_id FROM record_payment_request(
+    %(id)s, %(agent_id)s, %(organization_id)s, %(amount)s, %(currency)s, %(merchant)s, %(purpose)s, %(context)s,
+    %(status)s, %(reason)s, %(key)s, %(hash)s, %(day)s, %(callback_url)s, %(expires_at)s, %(now)s, %(actor)s,
+    %(entries)s, '[]'::jsonb
 )
-SELECT * FROM tx
 """
 
 
@@ -399,14 +388,23 @@ def measure_floor(redis_url: str, database_url: str, org: Org, agent: Agent, n: 
 
 # Phase 2: the decision ------------------------------------------------------------------------------------------
 def measure_decision(redis_url: str, n: int, warmup: int) -> dict[str, Any]:
-    """shared.budget.BudgetEngine.reserve over a RedisPyStore, in-process (limits and day given, no Postgres)."""
+    """shared.budget.BudgetEngine.reserve over an AsyncRedisPyStore, in-process on uvloop as the server runs it
+    (limits and day given, no Postgres)."""
+    import uvloop
+
     from shared import budget
-    from shared.redis_store import RedisPyStore
+    from shared.redis_store import AsyncRedisPyStore, RedisPyStore
 
     limits = budget.LimitsSnapshot(HUGE_DAILY, PER_TX, PER_TX, 1_000_000_000)
     store = RedisPyStore(redis_url)
+    awaited = AsyncRedisPyStore(redis_url)
+
+    async def async_store() -> AsyncRedisPyStore:
+        return awaited
+
     engine = budget.BudgetEngine(
         store,
+        async_store=async_store,
         load_limits=lambda _agent_id: limits,
         load_day=lambda _agent_id, _day: budget.DayTotals(spent_cents=0, holds={}),
     )
@@ -414,7 +412,7 @@ def measure_decision(redis_url: str, n: int, warmup: int) -> dict[str, Any]:
     day = budget.budget_day("UTC", datetime.now(UTC))
     expire_at = budget.day_keys_expire_at("UTC", day)
 
-    def one(i: int) -> float:
+    async def one(i: int) -> float:
         key = f"decision-{i}-{uuid.uuid4().hex}"
         request = budget.ReserveRequest(
             agent_id=agent_id,
@@ -428,16 +426,22 @@ def measure_decision(redis_url: str, n: int, warmup: int) -> dict[str, Any]:
             now_ms=int(time.time() * 1000),
         )
         t0 = time.perf_counter()
-        verdict = engine.reserve(request)
+        verdict = await engine.reserve(request)
         elapsed = time.perf_counter() - t0
         if not isinstance(verdict, budget.Decision) or verdict.outcome != budget.APPROVED:
             raise RuntimeError(f"decision iteration {i}: {verdict!r}")
         return elapsed
 
+    async def main() -> list[float]:
+        try:
+            for i in range(warmup):
+                await one(-1 - i)
+            return [await one(i) for i in range(n)]
+        finally:
+            await awaited.close()
+
     try:
-        for i in range(warmup):
-            one(-1 - i)
-        samples = [one(i) for i in range(n)]
+        samples = uvloop.run(main())
     finally:
         store.close()
     return summary_ms(samples)

@@ -6,15 +6,16 @@ import functools
 import hashlib
 import uuid
 import zoneinfo
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
 from shared import db
+from shared.aio import run_blocking
 from shared.errors import BudgetUnavailable
-from shared.redis_store import LuaScript, RedisStore, get_store
+from shared.redis_store import AsyncRedisStore, LuaScript, RedisStore, get_async_store, get_store
 
 _HERE = Path(__file__).parent
 RESERVE_SCRIPT = LuaScript.from_file(_HERE / "reserve_budget.lua")
@@ -151,22 +152,27 @@ class ReserveRequest:
 
 
 class BudgetEngine:
-    """Runs the budget scripts, fetching limits and rebuilding a day's counter from Postgres when Redis lacks them."""
+    """Runs the budget scripts, fetching limits and rebuilding a day's counter from Postgres when Redis lacks them.
+
+    `reserve`, on every payment request's path, awaits `async_store` (the running loop's store); the rest is
+    called from workers and the sweep through the blocking `store`.
+    """
 
     def __init__(
         self,
         store: RedisStore,
         *,
+        async_store: Callable[[], Awaitable[AsyncRedisStore]],
         load_limits: Callable[[uuid.UUID], LimitsSnapshot],
         load_day: Callable[[uuid.UUID, date], DayTotals],
     ) -> None:
         self.store = store
+        self.async_store = async_store
         self.load_limits = load_limits
         self.load_day = load_day
 
-    def reserve(self, request: ReserveRequest) -> Decision | Replay | Blocked | Tripped | Revoked:
-        limits_arg = ""
-        rebuilt: list[str | int] = [""]
+    async def reserve(self, request: ReserveRequest) -> Decision | Replay | Blocked | Tripped | Revoked:
+        store = await self.async_store()
         keys = [
             limits_key(request.agent_id),
             spent_key(request.agent_id, request.day),
@@ -176,7 +182,10 @@ class BudgetEngine:
             blocked_key(request.agent_id),
             credential_key(request.agent_id),
         ]
-        # At most three runs: the cached limits may be missing, then the day's counter may be missing.
+        limits_arg = ""
+        rebuilt: list[str | int] = [""]
+        # At most three runs: the cached limits may be missing, then the day's counter may be missing. Postgres is
+        # read in a worker thread: it happens once per agent every few seconds, not on every request.
         for _ in range(3):
             args: list[str | int] = [
                 request.idempotency_key,
@@ -191,10 +200,10 @@ class BudgetEngine:
                 request.key_hash,
                 *rebuilt[1:],
             ]
-            reply = self.store.run_script(RESERVE_SCRIPT, keys, args)
+            reply = await store.run_script(RESERVE_SCRIPT, keys, args)
             kind = reply[0]
             if kind == "need_limits":
-                limits = self.load_limits(request.agent_id)
+                limits = await run_blocking(self.load_limits, request.agent_id)
                 limits_arg = ",".join(
                     str(v)
                     for v in (
@@ -206,7 +215,7 @@ class BudgetEngine:
                 )
                 continue
             if kind == "need_counter":
-                totals = self.load_day(request.agent_id, request.day)
+                totals = await run_blocking(self.load_day, request.agent_id, request.day)
                 rebuilt = [totals.spent_cents]
                 for field, cents in totals.holds.items():
                     rebuilt += [field, cents]
@@ -312,4 +321,4 @@ def load_day(agent_id: uuid.UUID, day: date) -> DayTotals:
 @functools.cache
 def get_engine() -> BudgetEngine:
     """The container's budget engine over its one Redis store."""
-    return BudgetEngine(get_store(), load_limits=load_limits, load_day=load_day)
+    return BudgetEngine(get_store(), async_store=get_async_store, load_limits=load_limits, load_day=load_day)

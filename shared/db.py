@@ -6,27 +6,31 @@ import functools
 import logging
 import time
 import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
+from shared.aio import PerLoop
 from shared.config import Settings, get_settings
 from shared.errors import DatabaseUnavailable
 
 log = logging.getLogger("agentpay.db")
 
 Connection = psycopg.Connection[dict[str, Any]]
+AsyncConnection = psycopg.AsyncConnection[dict[str, Any]]
 
 
 IDLE_CHECK_SECONDS = 5.0  # a connection idle longer than this is checked before use (a Lambda container resumed)
-_last_returned: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = weakref.WeakKeyDictionary()
+_last_returned: weakref.WeakKeyDictionary[psycopg.Connection[Any] | psycopg.AsyncConnection[Any], float] = (
+    weakref.WeakKeyDictionary()
+)
 
 
-def _note_returned(conn: psycopg.Connection[Any]) -> None:
+def _note_returned(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
     _last_returned[conn] = time.monotonic()
 
 
@@ -34,14 +38,38 @@ _last_failure = -1e9  # when a connection last broke in this process (a server r
 RECENT_FAILURE_SECONDS = 30.0  # after a failure every checkout is checked for this long (the server may be restarting)
 
 
-def _check_if_idle(conn: psycopg.Connection[Any]) -> None:
-    """Check a connection that sat idle, or any connection soon after a failure: a dead one raises and is replaced.
+def _needs_check(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
+    """Whether a connection sat idle, or any connection is being borrowed soon after a failure.
 
     A connection in steady use skips the extra round trip.
     """
     now = time.monotonic()
-    if now - _last_failure < RECENT_FAILURE_SECONDS or now - _last_returned.get(conn, 0.0) > IDLE_CHECK_SECONDS:
+    return now - _last_failure < RECENT_FAILURE_SECONDS or now - _last_returned.get(conn, 0.0) > IDLE_CHECK_SECONDS
+
+
+def _check_if_idle(conn: psycopg.Connection[Any]) -> None:
+    """Check a connection that may have died (see _needs_check): a dead one raises and is replaced."""
+    if _needs_check(conn):
         ConnectionPool.check_connection(conn)
+
+
+async def _check_if_idle_async(conn: psycopg.AsyncConnection[Any]) -> None:
+    if _needs_check(conn):
+        await AsyncConnectionPool.check_connection(conn)
+
+
+async def _note_returned_async(conn: psycopg.AsyncConnection[Any]) -> None:
+    _note_returned(conn)
+
+
+def _connection_kwargs(connect_timeout: float) -> dict[str, Any]:
+    return {
+        # Neon's pooled URL is PgBouncer in transaction mode: no prepared statements.
+        "prepare_threshold": None,
+        "connect_timeout": max(1, int(connect_timeout)),
+        "row_factory": dict_row,
+        "autocommit": True,
+    }
 
 
 def create_pool(database_url: str, *, max_size: int, connect_timeout: float) -> ConnectionPool[Any]:
@@ -50,13 +78,7 @@ def create_pool(database_url: str, *, max_size: int, connect_timeout: float) -> 
         database_url,
         min_size=1,
         max_size=max_size,
-        kwargs={
-            # Neon's pooled URL is PgBouncer in transaction mode: no prepared statements.
-            "prepare_threshold": None,
-            "connect_timeout": max(1, int(connect_timeout)),
-            "row_factory": dict_row,
-            "autocommit": True,
-        },
+        kwargs=_connection_kwargs(connect_timeout),
         check=_check_if_idle,
         reset=_note_returned,
         timeout=connect_timeout,
@@ -108,6 +130,52 @@ def _discard_dead_connections(pool: ConnectionPool[Any]) -> None:
         pool.check()
     except Exception:  # the check is best effort; the pool keeps reconnecting by itself
         log.warning("pool check failed", exc_info=True)
+
+
+# The event loop's pool: the payment request's insert awaits Postgres on the loop instead of holding a thread.
+async def _open_async_pool() -> AsyncConnectionPool[Any]:
+    settings: Settings = get_settings()
+    connect_timeout = settings.db_connect_timeout
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        settings.require("database_url"),
+        min_size=1,
+        max_size=1 if settings.in_lambda else settings.db_pool_max_size,
+        kwargs=_connection_kwargs(connect_timeout),
+        check=_check_if_idle_async,
+        reset=_note_returned_async,
+        timeout=connect_timeout,
+        reconnect_timeout=30.0,
+        open=False,
+        name="agentpay-async",
+    )
+    await pool.open(wait=False)
+    return pool
+
+
+async def _close_async_pool(pool: AsyncConnectionPool[Any]) -> None:
+    await pool.close()
+
+
+_async_pools = PerLoop(_open_async_pool, _close_async_pool)
+
+
+@asynccontextmanager
+async def async_connection() -> AsyncIterator[AsyncConnection]:
+    """Borrow a connection of the running loop's pool (autocommit); failures as in `connection()`."""
+    pool = await _async_pools.get()
+    try:
+        async with pool.connection() as conn:
+            yield conn
+    except PoolTimeout as exc:
+        raise DatabaseUnavailable() from exc
+    except psycopg.OperationalError as exc:
+        global _last_failure
+        _last_failure = time.monotonic()
+        try:
+            await pool.check()
+        except Exception:
+            log.warning("pool check failed", exc_info=True)
+        raise DatabaseUnavailable() from exc
 
 
 @contextmanager

@@ -7,14 +7,14 @@ from fastapi.responses import JSONResponse
 
 from shared import api_schema as schema
 from shared import db
+from shared.aio import run_blocking
 from shared.errors import AgentPayError
 from shared.redis_store import get_store
 
 router = APIRouter(tags=["operations"])
 
 
-def check_health() -> dict[str, str]:
-    """ "ok" or "unavailable" for each dependency."""
+def _blocking_database_and_redis() -> dict[str, str]:
     checks = {"database": "ok", "redis": "ok"}
     try:
         with db.connection() as conn:
@@ -29,6 +29,18 @@ def check_health() -> dict[str, str]:
     return checks
 
 
+async def check_health() -> dict[str, str]:
+    """ "ok" or "unavailable" for each dependency, through both of the process's Postgres pools: the event loop's
+    (payment requests) and the blocking one (everything else)."""
+    checks = await run_blocking(_blocking_database_and_redis)
+    try:
+        async with db.async_connection() as conn:
+            await conn.execute("SELECT 1")
+    except AgentPayError:
+        checks["database"] = "unavailable"
+    return checks
+
+
 @router.get(
     "/healthz",
     summary="Health of this container's dependencies",
@@ -38,8 +50,8 @@ def check_health() -> dict[str, str]:
         503: {"model": schema.Health, "description": "a dependency does not answer"},
     },
 )
-def healthz() -> JSONResponse:
-    checks = check_health()
+async def healthz() -> JSONResponse:
+    checks = await check_health()
     healthy = all(v == "ok" for v in checks.values())
     return JSONResponse(
         {"status": "ok" if healthy else "unavailable", "checks": checks},

@@ -11,7 +11,7 @@ from fastapi import APIRouter, FastAPI
 
 from shared.config import get_settings
 from shared.health import router as health_router
-from shared.web import create_app
+from shared.web import close_clients_on_shutdown, create_app
 
 # The functions of ARCHITECTURE.md that serve HTTP.
 FUNCTIONS = (
@@ -46,7 +46,8 @@ async def _background(app: FastAPI) -> AsyncIterator[None]:
     schedule = threading.Thread(target=sweep.run_forever, args=(settings, stop), name="agentpay-sweep", daemon=True)
     schedule.start()
     try:
-        yield
+        async with close_clients_on_shutdown(app):
+            yield
     finally:
         stop.set()
         jobs.install_local_dispatcher(None)

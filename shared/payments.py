@@ -15,6 +15,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from shared import audit, budget, db, jobs
+from shared.aio import run_blocking
 from shared.auth import AgentIdentity, forget_agent
 from shared.clock import clock
 from shared.errors import (
@@ -76,10 +77,14 @@ class PaymentOutcome:
 
 
 # The request --------------------------------------------------------------------------------------------------
-def request_payment(
+async def request_payment(
     agent: AgentIdentity, request: PaymentRequest, *, request_id: str, approval_ttl_seconds: int
 ) -> PaymentOutcome:
-    """Decide one payment request and record it; see ARCHITECTURE.md, "The request flow and its invariants"."""
+    """Decide one payment request and record it; see ARCHITECTURE.md, "The request flow and its invariants".
+
+    The common path awaits Redis and Postgres on the event loop; the rare ones (a replay, a tripped breaker, an
+    undo) run their blocking calls in a worker thread.
+    """
     if agent.blocked_at is not None:
         raise AgentBlocked()
     now = clock.now()
@@ -87,7 +92,7 @@ def request_payment(
     transaction_id = uuid.uuid4()
     request_hash = request.request_hash()
     budget_engine = budget.get_engine()
-    verdict = budget_engine.reserve(
+    verdict = await budget_engine.reserve(
         budget.ReserveRequest(
             agent_id=agent.id,
             idempotency_key=request.idempotency_key,
@@ -107,42 +112,59 @@ def request_payment(
     if isinstance(verdict, budget.Blocked):
         raise AgentBlocked()
     if isinstance(verdict, budget.Tripped):
-        block_agent(agent, request_id=request_id, count=verdict.count, limit=verdict.max_requests_per_minute)
+        await run_blocking(
+            block_agent, agent, request_id=request_id, count=verdict.count, limit=verdict.max_requests_per_minute
+        )
         raise RateLimited(retry_after=60)
     if isinstance(verdict, budget.Replay):
-        return _replay(agent, request, request_hash, request_id=request_id, wait_for=verdict.transaction_id)
+        return await run_blocking(
+            _replay, agent, request, request_hash, request_id=request_id, wait_for=verdict.transaction_id
+        )
 
     status, reason = _status_and_reason(verdict.outcome)
     expires_at = now + timedelta(seconds=approval_ttl_seconds) if status == "pending" else None
+    transaction = {
+        "id": transaction_id,
+        "organization_id": agent.organization_id,
+        "agent_id": agent.id,
+        "amount_cents": request.amount_cents,
+        "currency": request.currency,
+        "merchant": request.merchant,
+        "purpose": request.purpose,
+        "context": request.context,
+        "status": status,
+        "decision_reason": reason,
+        "idempotency_key": request.idempotency_key,
+        "request_hash": request_hash,
+        "budget_day": day,
+        "callback_url": request.callback_url,
+        "stripe_charge_id": None,
+        "approval_expires_at": expires_at,
+        "created_at": clock.now(),
+        "completed_at": None,
+    }
+    job = _job_for(transaction_id, status)
     try:
-        row = _insert_with_audit(
-            agent,
-            request,
-            transaction_id=transaction_id,
-            request_hash=request_hash,
-            status=status,
-            reason=reason,
-            day=day,
-            expires_at=expires_at,
-            decision=verdict,
-            request_id=request_id,
-        )
+        written, job_id = await _record(agent, transaction, job, decision=verdict, request_id=request_id)
     except (DatabaseUnavailable, psycopg.OperationalError) as exc:
-        _undo_reservation(budget_engine, agent, request, day, transaction_id, verdict)
+        await run_blocking(_undo_reservation, budget_engine, agent, request, day, transaction_id, verdict)
         raise DatabaseUnavailable() from exc
-    except BaseException:
-        # Whatever stopped the row (a value Postgres refused, a bug): the hold and the claim go back.
-        _undo_reservation(budget_engine, agent, request, day, transaction_id, verdict)
+    except Exception:
+        # Whatever stopped the row (a value Postgres refused, a bug): the hold and the claim go back. A cancelled
+        # request (BaseException) keeps them: its row may have been committed, and a hold without a row is freed
+        # by the sweep, whereas a row without its hold could let the day overspend.
+        await run_blocking(_undo_reservation, budget_engine, agent, request, day, transaction_id, verdict)
         raise
-    if row is None:
+    if not written:
         # The key was used before and Redis had forgotten (flushed, or the 30 s claim expired).
         if verdict.newly_held:
-            _undo_reservation(budget_engine, agent, request, day, transaction_id, verdict)
-        return _replay(agent, request, request_hash, request_id=request_id, wait_for=None)
-    job = _job_for(transaction_id, status)
-    if job is not None and row["job_id"] is not None:
-        jobs.publish([jobs.OutboxJob(id=row["job_id"], type=job.type, payload=job.payload, dedup_id=job.dedup_id)])
-    return PaymentOutcome(transaction=row, replayed=False, decision=verdict)
+            await run_blocking(_undo_reservation, budget_engine, agent, request, day, transaction_id, verdict)
+        return await run_blocking(_replay, agent, request, request_hash, request_id=request_id, wait_for=None)
+    if job is not None and job_id is not None:
+        outbox_job = jobs.OutboxJob(id=job_id, type=job.type, payload=job.payload, dedup_id=job.dedup_id)
+        if jobs.get_transport() is not None:
+            await run_blocking(jobs.publish, [outbox_job])  # QStash is an HTTPS call; the local queue is quick
+    return PaymentOutcome(transaction=transaction, replayed=False, decision=verdict)
 
 
 def _status_and_reason(outcome: str) -> tuple[str, str]:
@@ -154,20 +176,16 @@ def _status_and_reason(outcome: str) -> tuple[str, str]:
 
 
 def _audit_entries(
-    agent: AgentIdentity,
-    request: PaymentRequest,
-    status: str,
-    reason: str,
-    decision: budget.Decision,
-    request_id: str,
+    transaction: dict[str, Any], decision: budget.Decision, request_id: str
 ) -> list[tuple[str, dict[str, Any]]]:
     limits = decision.limits
+    status = transaction["status"]
     details: dict[str, Any] = {
         "request_id": request_id,
-        "amount": request.amount_cents,
-        "currency": request.currency,
-        "merchant": request.merchant,
-        "decision_reason": reason,
+        "amount": transaction["amount_cents"],
+        "currency": transaction["currency"],
+        "merchant": transaction["merchant"],
+        "decision_reason": transaction["decision_reason"],
         "spent_before": decision.spent_before_cents,
         "limits": {
             "daily_limit": limits.daily_limit_cents,
@@ -182,76 +200,42 @@ def _audit_entries(
     return [("budget.exceeded", details), ("payment.declined", details)]
 
 
-_INSERT_SQL = f"""
-WITH tx AS (
-    INSERT INTO transactions (id, agent_id, organization_id, amount_cents, currency, merchant, purpose, context,
-                              status, decision_reason, idempotency_key, request_hash, budget_day, callback_url,
-                              approval_expires_at, created_at, updated_at)
-    VALUES (%(id)s, %(agent_id)s, %(organization_id)s, %(amount)s, %(currency)s, %(merchant)s, %(purpose)s,
-            %(context)s, %(status)s, %(reason)s, %(key)s, %(hash)s, %(day)s, %(callback_url)s, %(expires_at)s,
-            %(now)s, %(now)s)
-    ON CONFLICT (agent_id, idempotency_key) DO NOTHING
-    RETURNING {TRANSACTION_COLUMNS}
-), audit AS (
-    INSERT INTO audit_logs (organization_id, agent_id, transaction_id, actor, action, details)
-    SELECT tx.organization_id, tx.agent_id, tx.id, %(actor)s, entry.action, entry.details
-    FROM tx CROSS JOIN jsonb_to_recordset(%(entries)s) AS entry(action text, details jsonb)
-), outbox AS (
-    INSERT INTO job_outbox (job_type, dedup_id, payload)
-    SELECT job.job_type, job.dedup_id, job.payload
-    FROM tx CROSS JOIN jsonb_to_recordset(%(jobs)s) AS job(job_type text, dedup_id text, payload jsonb)
-    ON CONFLICT (dedup_id) DO NOTHING
-    RETURNING id
+_RECORD_SQL = """
+SELECT job_id FROM record_payment_request(
+    %(id)s, %(agent_id)s, %(organization_id)s, %(amount_cents)s, %(currency)s, %(merchant)s, %(purpose)s,
+    %(context)s, %(status)s, %(decision_reason)s, %(idempotency_key)s, %(request_hash)s, %(budget_day)s,
+    %(callback_url)s, %(approval_expires_at)s, %(created_at)s, %(actor)s, %(audit_entries)s, %(jobs)s
 )
-SELECT tx.*, (SELECT id FROM outbox) AS job_id FROM tx
 """
 
 
-def _insert_with_audit(
+async def _record(
     agent: AgentIdentity,
-    request: PaymentRequest,
+    transaction: dict[str, Any],
+    job: jobs.Job | None,
     *,
-    transaction_id: uuid.UUID,
-    request_hash: str,
-    status: str,
-    reason: str,
-    day: date,
-    expires_at: Any,
     decision: budget.Decision,
     request_id: str,
-) -> dict[str, Any] | None:
-    """Write the transaction and its audit entries in one statement (one round trip, one database transaction)."""
+) -> tuple[bool, uuid.UUID | None]:
+    """Write the transaction, its audit entries and its job (migrations/0006): whether it was written (False: the
+    key was already used) and the job's outbox id."""
     entries = [
-        {"action": action, "details": details}
-        for action, details in _audit_entries(agent, request, status, reason, decision, request_id)
+        {"action": action, "details": details} for action, details in _audit_entries(transaction, decision, request_id)
     ]
-    job = _job_for(transaction_id, status)
     job_rows = [{"job_type": job.type, "dedup_id": job.dedup_id, "payload": job.payload}] if job else []
-    with db.connection() as conn:
-        return conn.execute(
-            _INSERT_SQL,
+    async with db.async_connection() as conn:
+        cursor = await conn.execute(
+            _RECORD_SQL,
             {
-                "id": transaction_id,
-                "agent_id": agent.id,
-                "organization_id": agent.organization_id,
-                "amount": request.amount_cents,
-                "currency": request.currency,
-                "merchant": request.merchant,
-                "purpose": request.purpose,
-                "context": Jsonb(request.context),
-                "status": status,
-                "reason": reason,
-                "key": request.idempotency_key,
-                "hash": request_hash,
-                "day": day,
-                "callback_url": request.callback_url,
-                "expires_at": expires_at,
-                "now": clock.now(),
+                **transaction,
+                "context": Jsonb(transaction["context"]),
                 "actor": f"agent:{agent.id}",
-                "entries": Jsonb(entries),
+                "audit_entries": Jsonb(entries),
                 "jobs": Jsonb(job_rows),
             },
-        ).fetchone()
+        )
+        row = await cursor.fetchone()
+    return (False, None) if row is None else (True, row["job_id"])
 
 
 def _job_for(transaction_id: uuid.UUID, status: str) -> jobs.Job | None:

@@ -12,12 +12,15 @@ from typing import Any, Protocol, TypeVar
 
 import httpx
 import redis
+import redis.asyncio
+import redis.asyncio.retry
 import redis.exceptions
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from upstash_redis import Redis as UpstashRedis
 from upstash_redis.errors import UpstashError
 
+from shared.aio import PerLoop, run_blocking
 from shared.config import get_settings
 from shared.errors import BudgetUnavailable
 
@@ -122,15 +125,8 @@ class RedisPyStore:
     def __init__(self, url: str) -> None:
         self._client = redis.Redis.from_url(
             url,
-            decode_responses=True,
-            protocol=2,  # RESP2, as Upstash speaks: Lua replies convert the same way on both stores
-            socket_connect_timeout=CONNECT_TIMEOUT_S,
-            socket_timeout=READ_TIMEOUT_S,
-            health_check_interval=HEALTH_CHECK_INTERVAL_S,
-            # redis-py's default is 10 retries with backoff, timeouts included. One retry on a dropped
-            # connection (a stale pooled socket after a restart) is enough; a timeout is not retried.
             retry=Retry(NoBackoff(), RETRIES, supported_errors=(redis.exceptions.ConnectionError,)),
-            retry_on_timeout=False,
+            **_redis_py_options(),
         )
 
     def run_script(self, script: LuaScript, keys: Sequence[str], args: Sequence[str | int]) -> Any:
@@ -172,13 +168,87 @@ class RedisPyStore:
             return command()
         except redis.exceptions.NoScriptError:
             raise
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-            raise BudgetUnavailable() from exc
-        except redis.exceptions.ResponseError as exc:
-            # redis-py strips known codes ("ERR", "NOSCRIPT") from the text and keeps them in status_code.
-            code = getattr(exc, "status_code", None)
-            message = f"{code} {exc}" if code else str(exc)
-            raise _refusal(message, script) from exc
+        except redis.exceptions.RedisError as exc:
+            failure = _redis_py_failure(exc, script)
+            if failure is exc:
+                raise
+            raise failure from exc
+
+
+def _redis_py_options() -> dict[str, Any]:
+    """redis-py's options, the same for its blocking and its asyncio client."""
+    return {
+        "decode_responses": True,
+        "protocol": 2,  # RESP2, as Upstash speaks: Lua replies convert the same way on both stores
+        "socket_connect_timeout": CONNECT_TIMEOUT_S,
+        "socket_timeout": READ_TIMEOUT_S,
+        "health_check_interval": HEALTH_CHECK_INTERVAL_S,
+        # redis-py's default is 10 retries with backoff, timeouts included. One retry on a dropped
+        # connection (a stale pooled socket after a restart) is enough; a timeout is not retried.
+        "retry_on_timeout": False,
+    }
+
+
+def _redis_py_failure(exc: redis.exceptions.RedisError, script: LuaScript | None) -> Exception:
+    """What a redis-py error means: Redis is unavailable, it refused the command, or (`exc` itself) a bug here."""
+    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+        return BudgetUnavailable()
+    if isinstance(exc, redis.exceptions.ResponseError):
+        # redis-py strips known codes ("ERR", "NOSCRIPT") from the text and keeps them in status_code.
+        code = getattr(exc, "status_code", None)
+        return _refusal(f"{code} {exc}" if code else str(exc), script)
+    return exc
+
+
+class AsyncRedisStore(Protocol):
+    """What a payment request awaits from Redis: the budget script, with RedisStore.run_script's contract."""
+
+    async def run_script(self, script: LuaScript, keys: Sequence[str], args: Sequence[str | int]) -> Any: ...
+
+    async def close(self) -> None: ...
+
+
+class AsyncRedisPyStore:
+    """run_script over redis.asyncio (local and CI): the request waits for Redis on the event loop, no thread."""
+
+    def __init__(self, url: str) -> None:
+        self._client = redis.asyncio.Redis.from_url(
+            url,
+            retry=redis.asyncio.retry.Retry(NoBackoff(), RETRIES, supported_errors=(redis.exceptions.ConnectionError,)),
+            **_redis_py_options(),
+        )
+
+    async def run_script(self, script: LuaScript, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+        argv = _script_args(args)
+        try:
+            try:
+                return await self._client.evalsha(script.sha1, len(keys), *keys, *argv)
+            except redis.exceptions.NoScriptError:
+                return await self._client.eval(script.source, len(keys), *keys, *argv)
+        except redis.exceptions.RedisError as exc:
+            failure = _redis_py_failure(exc, script)
+            if failure is exc:
+                raise
+            raise failure from exc
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+class InThreadStore:
+    """run_script of a blocking store in a worker thread: Upstash's REST client has no asyncio twin we can bound.
+
+    In Lambda a container serves one request at a time, so the thread costs nothing that matters there.
+    """
+
+    def __init__(self, store: RedisStore) -> None:
+        self.store = store
+
+    async def run_script(self, script: LuaScript, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+        return await run_blocking(self.store.run_script, script, keys, args)
+
+    async def close(self) -> None:
+        """Nothing: the blocking store is the container's (get_store()) and outlives the loop."""
 
 
 class UpstashStore:
@@ -314,3 +384,22 @@ def get_store() -> RedisStore:
         )
     except ValueError as exc:
         raise BudgetUnavailable("The budget store is not configured.") from exc
+
+
+async def _open_async_store() -> AsyncRedisStore:
+    settings = get_settings()
+    if settings.upstash_redis_rest_url or settings.upstash_redis_rest_token or not settings.redis_url:
+        return InThreadStore(get_store())  # get_store() refuses a half-configured Upstash or no store at all
+    return AsyncRedisPyStore(settings.redis_url)
+
+
+async def _close_async_store(store: AsyncRedisStore) -> None:
+    await store.close()
+
+
+_async_stores = PerLoop(_open_async_store, _close_async_store)
+
+
+async def get_async_store() -> AsyncRedisStore:
+    """The budget store the running event loop's requests await (one per loop; see shared.aio)."""
+    return await _async_stores.get()

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextvars
-import functools
 import json
 import logging
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
 import psycopg
 from fastapi import APIRouter, FastAPI, Request
@@ -23,6 +21,7 @@ from pydantic import ValidationError as PydanticValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.aio import close_loop_clients
 from shared.config import get_settings
 from shared.errors import AgentPayError, NotFound, PayloadTooLarge, ValidationFailed
 
@@ -65,21 +64,6 @@ def configure_logging(level: int = logging.INFO) -> None:
     root.setLevel(level)
     for chatty in ("httpx", "stripe"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
-
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-# Blocking work (Postgres, Redis) of async routes. A plain executor: anyio's thread hop, which FastAPI uses for
-# sync routes, costs about 20 us more CPU per call on the event loop (capacity limiter, cancel scopes).
-_blocking_pool = concurrent.futures.ThreadPoolExecutor(max_workers=40, thread_name_prefix="agentpay-blocking")
-
-
-async def run_blocking(fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-    """Run `fn` in a worker thread with the request's context variables (request and agent ids in the logs)."""
-    context = contextvars.copy_context()
-    call = functools.partial(context.run, fn, *args, **kwargs)
-    return await asyncio.get_running_loop().run_in_executor(_blocking_pool, call)
 
 
 def new_request_id() -> str:
@@ -333,12 +317,21 @@ def init_sentry(dsn: str | None, *, environment: str, transport: Any = None) -> 
     return True
 
 
+@asynccontextmanager
+async def close_clients_on_shutdown(app: FastAPI) -> AsyncIterator[None]:
+    """The event loop's Redis and Postgres clients close with the server (Lambda never shuts down: lifespan off)."""
+    try:
+        yield
+    finally:
+        await close_loop_clients()
+
+
 def create_app(*routers: APIRouter, title: str = "AgentPay") -> FastAPI:
     """A FastAPI app with AgentPay's error shape, request ids, body limit and logging around the given routers."""
     settings = get_settings()
     configure_logging()
     init_sentry(settings.sentry_dsn, environment=settings.agentpay_env)
-    app = FastAPI(title=title, version="1.0.0", docs_url=None, redoc_url=None)
+    app = FastAPI(title=title, version="1.0.0", docs_url=None, redoc_url=None, lifespan=close_clients_on_shutdown)
     app.add_exception_handler(AgentPayError, _on_agentpay_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)

@@ -20,7 +20,7 @@ from shared.deps import AgentDep
 from shared.errors import BudgetExceededError, UnsupportedCurrency, ValidationFailed
 from shared.health import router as health_router
 from shared.transactions import transaction_view
-from shared.web import RequestModel, create_app, request_id_of, run_blocking
+from shared.web import RequestModel, create_app, request_id_of
 
 router = APIRouter(tags=["agent"])
 
@@ -124,8 +124,7 @@ async def create_payment_request(
     agent: Annotated[AgentIdentity, Depends(audited_agent)],
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> JSONResponse:
-    # async with the blocking work in run_blocking (a cheaper thread hop than FastAPI's for a sync route), and the
-    # settings read here rather than as a dependency: both save FastAPI work on every request.
+    # The settings are read here rather than as a dependency: it saves FastAPI work on every request.
     settings = get_settings()
     currency = body.currency.lower()
     if currency != "usd":
@@ -139,8 +138,7 @@ async def create_payment_request(
         idempotency_key=_idempotency_key(body.idempotency_key, idempotency_key),
         callback_url=_callback_url(body.callback_url, local=settings.is_local),
     )
-    outcome = await run_blocking(
-        payments.request_payment,
+    outcome = await payments.request_payment(
         agent,
         payment,
         request_id=request_id_of(request),

@@ -686,9 +686,10 @@ def run_chaos(
 
 def _fresh_clients() -> None:
     """This process's pooled connections saw the restarts: the tests that run next start with new ones."""
-    from shared import budget, db, redis_store
+    from shared import aio, budget, db, redis_store
 
     db.close_pool()
+    aio.forget_loop_clients()
     redis_store.get_store.cache_clear()
     budget.get_engine.cache_clear()
 

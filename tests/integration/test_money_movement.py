@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import uuid
@@ -474,25 +475,33 @@ def test_the_sweep_redrives_an_approved_transaction_whose_job_was_lost(client: A
 
 def test_the_sweep_frees_a_hold_whose_request_died_before_its_row(client: Any, agent: Agent) -> None:
     from shared import budget
+    from shared.aio import close_loop_clients
     from shared.clock import clock
     from shared.config import get_settings
     from shared.sweep import run_sweep
 
     assert pay(client, agent, 100).status_code == 201
     day = budget.budget_day("UTC", clock.now())
-    budget.get_engine().reserve(
-        budget.ReserveRequest(
-            agent_id=uuid.UUID(agent.id),
-            idempotency_key="died",
-            transaction_id=uuid.uuid4(),
-            request_hash="h",
-            amount_cents=700,
-            day=day,
-            expire_at=budget.day_keys_expire_at("UTC", day),
-            request_id="r",
-            now_ms=int(clock.time() * 1000),
-        )
-    )
+
+    async def reserve_without_a_row() -> None:
+        try:
+            await budget.get_engine().reserve(
+                budget.ReserveRequest(
+                    agent_id=uuid.UUID(agent.id),
+                    idempotency_key="died",
+                    transaction_id=uuid.uuid4(),
+                    request_hash="h",
+                    amount_cents=700,
+                    day=day,
+                    expire_at=budget.day_keys_expire_at("UTC", day),
+                    request_id="r",
+                    now_ms=int(clock.time() * 1000),
+                )
+            )
+        finally:
+            await close_loop_clients()
+
+    asyncio.run(reserve_without_a_row())
     assert spent(agent) == 800
     assert run_sweep(get_settings()).holds_freed == 0, "a young hold may still get its row"
     clock.offset_seconds = 300

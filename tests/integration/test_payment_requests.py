@@ -549,10 +549,10 @@ def test_a_failure_after_the_reservation_gives_the_hold_back(
 ) -> None:
     from shared import payments
 
-    def broken(*args: Any, **kwargs: Any) -> None:
+    async def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("a bug between the budget decision and the row")
 
-    monkeypatch.setattr(payments, "_insert_with_audit", broken)
+    monkeypatch.setattr(payments, "_record", broken)
     assert pay(client, agent, 700, key="after-bug").status_code == 500
     monkeypatch.undo()
     assert spent_counter(agent) == 0

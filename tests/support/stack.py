@@ -9,7 +9,7 @@ from typing import Any
 
 def use_services(found: Any, home: Path) -> None:
     """Every setting to the embedded services, every cached client forgotten, the schema up to date."""
-    from shared import auth, budget, db, redis_store, stripe_api
+    from shared import aio, auth, budget, db, redis_store, stripe_api
     from shared.config import get_settings
     from shared.migrate import apply_migrations
 
@@ -26,6 +26,7 @@ def use_services(found: Any, home: Path) -> None:
         os.environ.pop(name, None)
     get_settings.cache_clear()
     db.close_pool()
+    aio.forget_loop_clients()
     stripe_api.get_client.cache_clear()
     redis_store.get_store.cache_clear()
     budget.get_engine.cache_clear()
