@@ -64,6 +64,7 @@ class Plan:
     request_warmup: int
     probe_seconds: float  # the short load that compares worker counts and calibrates the throughput phase
     throughput_seconds: float  # the target length of the throughput phase
+    floor_throughput_seconds: float  # the drivers-only load the throughput phase is read against
     max_throughput_requests: int
     history_rows: int  # the dashboard organization's bulk-generated transactions (one agent)
     small_history_rows: int  # the other agent's, for cost growth
@@ -75,8 +76,8 @@ class Plan:
     job_path_warmup: int
 
 
-FULL = Plan(2000, 200, 2000, 200, 2000, 200, 4.0, 10.0, 30_000, 1_000_000, 1_000, 200, 20, 600, 60, 50, 5)
-QUICK = Plan(200, 30, 200, 30, 200, 30, 1.0, 2.0, 2_000, 20_000, 1_000, 50, 10, 100, 20, 10, 2)
+FULL = Plan(2000, 200, 2000, 200, 2000, 200, 4.0, 10.0, 5.0, 30_000, 1_000_000, 1_000, 200, 20, 600, 60, 50, 5)
+QUICK = Plan(200, 30, 200, 30, 200, 30, 1.0, 2.0, 1.0, 2_000, 20_000, 1_000, 50, 10, 100, 20, 10, 2)
 HISTORY_CHUNK = 100_000  # bulk rows per INSERT ... SELECT FROM generate_series (and per progress line)
 DEEP_FRACTION = 0.9  # the deep page starts after the row at 90% of the history (row 900,000 of 1,000,000)
 JOB_POLL_SECONDS = 0.005
@@ -308,35 +309,35 @@ SELECT job_id FROM record_payment_request(
 """
 
 
-def measure_floor(redis_url: str, database_url: str, org: Org, agent: Agent, n: int, warmup: int) -> dict[str, Any]:
-    """One EVALSHA of reserve_budget.lua plus one autocommit INSERT of a row and its audit entry, per iteration."""
-    import psycopg
-    import redis
-    from psycopg.rows import dict_row
-    from psycopg.types.json import Jsonb
+class FloorWork:
+    """The floor's unit of work, driver arguments only: reserve_budget.lua's keys and arguments for a throwaway
+    agent id (the full approve path: rate window, claim, hold, counter) and FLOOR_INSERT_SQL's parameters."""
 
-    script = (REPO / "shared" / "reserve_budget.lua").read_text(encoding="utf-8")
-    r = redis.Redis.from_url(redis_url, decode_responses=True, protocol=2)
-    sha = r.script_load(script)
-    throwaway = uuid.uuid4()
-    prefix = f"ap:{{{throwaway}}}"
-    today = datetime.now(UTC).date()
-    expire_at = int(datetime.combine(today + timedelta(days=3), datetime.min.time(), tzinfo=UTC).timestamp())
-    limits = f"{HUGE_DAILY},{PER_TX},{PER_TX},1000000000"
-    pg = psycopg.connect(database_url, autocommit=True, prepare_threshold=None, row_factory=dict_row)
+    def __init__(self, org: Org, agent: Agent) -> None:
+        self.script = (REPO / "shared" / "reserve_budget.lua").read_text(encoding="utf-8")
+        self.org, self.agent = org, agent
+        self.prefix = f"ap:{{{uuid.uuid4()}}}"
+        self.today = datetime.now(UTC).date()
+        self.expire_at = int(
+            datetime.combine(self.today + timedelta(days=3), datetime.min.time(), tzinfo=UTC).timestamp()
+        )
+        self.limits = f"{HUGE_DAILY},{PER_TX},{PER_TX},1000000000"
 
-    def one(i: int) -> tuple[float, float]:
+    def args(self, i: int) -> tuple[list[str], list[str], dict[str, Any]]:
+        from psycopg.types.json import Jsonb
+
         key = f"floor-{i}-{uuid.uuid4().hex}"
         tx_id = uuid.uuid4()
         request_hash = hashlib.sha256(key.encode()).hexdigest()
+        day = self.today.isoformat()
         keys = [
-            f"{prefix}:limits",
-            f"{prefix}:d:{today.isoformat()}:spent",
-            f"{prefix}:d:{today.isoformat()}:holds",
-            f"{prefix}:idem:{hashlib.sha256(key.encode()).hexdigest()[:32]}",
-            f"{prefix}:rate",
-            f"{prefix}:blocked",
-            f"{prefix}:credential",
+            f"{self.prefix}:limits",
+            f"{self.prefix}:d:{day}:spent",
+            f"{self.prefix}:d:{day}:holds",
+            f"{self.prefix}:idem:{hashlib.sha256(key.encode()).hexdigest()[:32]}",
+            f"{self.prefix}:rate",
+            f"{self.prefix}:blocked",
+            f"{self.prefix}:credential",
         ]
         argv = [
             key,
@@ -345,8 +346,8 @@ def measure_floor(redis_url: str, database_url: str, org: Org, agent: Agent, n: 
             "1",
             str(int(time.time() * 1000)),
             f"req_{uuid.uuid4().hex}",
-            str(expire_at),
-            limits,
+            str(self.expire_at),
+            self.limits,
             "0",
             "",
         ]  # fmt: skip (ARGV[10] "": no published credential to match)
@@ -356,12 +357,28 @@ def measure_floor(redis_url: str, database_url: str, org: Org, agent: Agent, n: 
             "limits": {"daily_limit": HUGE_DAILY, "per_transaction_limit": PER_TX, "approval_threshold": PER_TX},
         }  # fmt: skip
         params = {
-            "id": tx_id, "agent_id": agent.id, "organization_id": org.id, "amount": 1, "currency": "usd",
+            "id": tx_id, "agent_id": self.agent.id, "organization_id": self.org.id, "amount": 1, "currency": "usd",
             "merchant": "bench.example.com", "purpose": "benchmark", "context": Jsonb({}), "status": "approved",
-            "reason": "auto_approved", "key": key, "hash": request_hash, "day": today, "callback_url": None,
-            "expires_at": None, "now": datetime.now(UTC), "actor": f"agent:{agent.id}",
+            "reason": "auto_approved", "key": key, "hash": request_hash, "day": self.today, "callback_url": None,
+            "expires_at": None, "now": datetime.now(UTC), "actor": f"agent:{self.agent.id}",
             "entries": Jsonb([{"action": "payment.approved", "details": details}]),
         }  # fmt: skip
+        return keys, argv, params
+
+
+def measure_floor(redis_url: str, database_url: str, org: Org, agent: Agent, n: int, warmup: int) -> dict[str, Any]:
+    """One EVALSHA of reserve_budget.lua plus one autocommit INSERT of a row and its audit entry, per iteration."""
+    import psycopg
+    import redis
+    from psycopg.rows import dict_row
+
+    work = FloorWork(org, agent)
+    r = redis.Redis.from_url(redis_url, decode_responses=True, protocol=2)
+    sha = r.script_load(work.script)
+    pg = psycopg.connect(database_url, autocommit=True, prepare_threshold=None, row_factory=dict_row)
+
+    def one(i: int) -> tuple[float, float]:
+        keys, argv, params = work.args(i)
         t0 = time.perf_counter()
         reply = r.evalsha(sha, len(keys), *keys, *argv)
         t1 = time.perf_counter()
@@ -384,6 +401,70 @@ def measure_floor(redis_url: str, database_url: str, org: Org, agent: Agent, n: 
         pg.close()
         r.close()
     return {"total": summary_ms(total_s), "redis_eval": summary_ms(redis_s), "postgres_insert": summary_ms(pg_s)}
+
+
+def measure_floor_throughput(
+    redis_url: str, database_url: str, org: Org, agent: Agent, seconds: float, pg_connections: int
+) -> dict[str, Any]:
+    """The floor's unit of work from CLIENTS concurrent tasks (redis.asyncio and psycopg's async pool with as many
+    connections as the server's workers have together, on uvloop, in this process): the most decisions per second
+    the two services give on this machine right now, to read the throughput phase against."""
+    import psutil
+    import redis.asyncio
+    import uvloop
+    from psycopg.rows import dict_row
+    from psycopg_pool import AsyncConnectionPool
+
+    work = FloorWork(org, agent)
+
+    async def main() -> tuple[int, float]:
+        r = redis.asyncio.Redis.from_url(redis_url, decode_responses=True, protocol=2)
+        pool = AsyncConnectionPool(
+            database_url,
+            min_size=pg_connections,
+            max_size=pg_connections,
+            kwargs={"autocommit": True, "prepare_threshold": None, "row_factory": dict_row},
+            open=False,
+        )
+        await pool.open(wait=True)
+        sha = await r.script_load(work.script)
+        done = 0
+        counter = iter(range(10**9))
+
+        async def client(deadline: float) -> None:
+            nonlocal done
+            while time.monotonic() < deadline:
+                keys, argv, params = work.args(next(counter))
+                reply = await r.evalsha(sha, len(keys), *keys, *argv)
+                async with pool.connection() as conn:
+                    row = await (await conn.execute(FLOOR_INSERT_SQL, params)).fetchone()
+                if reply[0] != "approved" or row is None:
+                    raise RuntimeError(f"floor throughput: script said {reply!r}, row {row is not None}")
+                done += 1
+
+        try:
+            await asyncio.gather(*(client(time.monotonic() + 1.0) for _ in range(CLIENTS)))  # warm-up
+            done = 0
+            t0 = time.perf_counter()
+            await asyncio.gather(*(client(time.monotonic() + seconds) for _ in range(CLIENTS)))
+            return done, time.perf_counter() - t0
+        finally:
+            await pool.close()
+            await r.aclose()
+
+    cpu0 = psutil.cpu_times()
+    done, elapsed = uvloop.run(main())
+    cpu1 = psutil.cpu_times()
+    idle = (cpu1.idle - cpu0.idle) + (getattr(cpu1, "iowait", 0) - getattr(cpu0, "iowait", 0))
+    all_time = sum(cpu1) - sum(cpu0)
+    return {
+        "clients": CLIENTS,
+        "postgres_connections": pg_connections,
+        "seconds": round(elapsed, 3),
+        "decisions": done,
+        "rps": round(done / elapsed, 1),
+        "machine_busy_fraction": round((all_time - idle) / all_time, 3) if all_time > 0 else 0.0,
+    }
 
 
 # Phase 2: the decision ------------------------------------------------------------------------------------------
@@ -798,6 +879,14 @@ def server_env(services: Any, home: Path) -> dict[str, str]:
     return env
 
 
+def server_db_pool_size(env: dict[str, str]) -> int:
+    """Postgres connections per server worker (shared.config's db_pool_max_size, as the server's env sets it)."""
+    from shared.config import Settings
+
+    default = Settings.model_fields["db_pool_max_size"].default
+    return int(env.get("DB_POOL_MAX_SIZE", default))
+
+
 def timed(label: str, fn: Callable[[], Any]) -> Any:
     t0 = time.monotonic()
     result = fn()
@@ -929,6 +1018,18 @@ def run(args: argparse.Namespace) -> int:
         o201, o402 = load.count(201, overspend_agent.id), load.count(402, overspend_agent.id)
         say(f"    held {held} of {overspend_limit} cents: overspend {overspend}; answers 201: {o201}, 402: {o402}")
 
+        pg_connections = best_workers * server_db_pool_size(env)
+        say(f"[floor throughput] the floor's EVALSHA + INSERT from {CLIENTS} concurrent tasks, drivers only"
+            f" ({pg_connections} Postgres connections, as the server's workers have),"
+            f" {plan.floor_throughput_seconds:.0f}s")  # fmt: skip
+        floor_load = measure_floor_throughput(
+            services.redis_url, services.database_url, org, floor_agent, plan.floor_throughput_seconds, pg_connections
+        )
+        all_rps = load.total / load.seconds
+        throughput_vs_floor = round(all_rps / floor_load["rps"], 2) if floor_load["rps"] else None
+        say(f"    {floor_load['rps']:.0f} decisions/s (machine {floor_load['machine_busy_fraction'] * 100:.0f}% busy);"
+            f" the service's {all_rps:.0f} decisions/s are {throughput_vs_floor} of it")  # fmt: skip
+
         # A long history: one organization whose agent has history_rows past transactions, and another agent
         # (of the first organization) with small_history_rows, generated in bulk straight into PostgreSQL.
         history_org = create_org(server.port)
@@ -1001,6 +1102,8 @@ def run(args: argparse.Namespace) -> int:
             "request_p99_ms": request["p99"],
             "ratio_p50": round(request["p50"] / floor_p50, 2) if floor_p50 > 0 else None,
             "throughput_rps": round(throughput, 1),
+            "floor_throughput_rps": floor_load["rps"],
+            "throughput_vs_floor": throughput_vs_floor,
             "overspend_cents": overspend,
             "dashboard_p50_ms": max(dash_first["p50"], dash_deep["p50"]),
             "dashboard_p99_ms": max(dash_first["p99"], dash_deep["p99"]),
@@ -1013,6 +1116,11 @@ def run(args: argparse.Namespace) -> int:
             "job_path_p99_ms": job_path["p99"],
             "notes": {
                 "throughput": "the load generator runs on the same cores as the server, PostgreSQL and Valkey",
+                "throughput_vs_floor": (
+                    "all decisions per second (201 and 402) of the throughput phase over floor_throughput_rps, the"
+                    " drivers-only EVALSHA + INSERT at the same concurrency in the same run: the share of what the"
+                    " services allow on this machine right now that the service reaches (noise hits both)"
+                ),
                 "dashboard": "the worse of the first page and the deep page; both in details.dashboard_ms",
                 "cost_growth": (
                     f"history sizes {plan.small_history_rows:,} and {plan.history_rows:,} rows"
@@ -1034,6 +1142,7 @@ def run(args: argparse.Namespace) -> int:
                 },
                 "job_path_ms": job_path,
                 "floor_ms": floor,
+                "floor_throughput": floor_load,
                 "decision_ms": decision,
                 "request_ms": request,
                 "throughput": {
@@ -1129,6 +1238,8 @@ def print_table(r: dict[str, Any], out: Path) -> None:
          f"ratio_p50 = {r['ratio_p50']}"),
         (f"throughput ({t['clients']} clients)", f"{t['latency_ms']['p50']:.3f}", f"{t['latency_ms']['p99']:.3f}",
          f"{r['throughput_rps']:.0f} approved/s"),
+        (f"floor throughput ({t['clients']} tasks)", "", "",
+         f"{r['floor_throughput_rps']:.0f}/s; service/floor = {r['throughput_vs_floor']}"),
         (f"dashboard first page ({dm['history_rows']:,} rows)", f"{dm['first_page']['p50']:.3f}",
          f"{dm['first_page']['p99']:.3f}", ""),
         (f"dashboard page after row {dm['deep_page_after_row']:,}", f"{dm['deep_page']['p50']:.3f}",
