@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck cfn-lint pytest bench clean install browser openapi sdk-ts fuzz chaos
+.PHONY: run test lint typecheck cfn-lint pytest bench bench-compare clean install browser openapi sdk-ts fuzz chaos
 
 # The dashboard's browser tests drive Debian's chromium (Playwright's own download is not used).
 CHROMIUM ?= /usr/bin/chromium
@@ -64,6 +64,10 @@ chaos: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/run.py
+
+# Throughput of two commits back to back on one stack: make bench-compare A=HEAD~1 B=HEAD
+bench-compare: $(STAMP)
+	$(PY) bench/compare.py $(or $(A),HEAD~1) $(or $(B),HEAD)
 
 clean:
 	rm -rf $(VENV) .agentpay .pytest_cache .mypy_cache .ruff_cache

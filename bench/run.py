@@ -1078,9 +1078,10 @@ def run(args: argparse.Namespace) -> int:
             factory="shared.local_app:build_server_app",
         )
         job_server.wait_ready()
-        job_agent = fast_agent(job_server.port, org, "job-path")
+        job_port = job_server.port
+        job_agent = fast_agent(job_port, org, "job-path")
         job_path = timed("job path", lambda: measure_job_path(
-            job_server.port, job_agent, plan.job_path, plan.job_path_warmup))  # fmt: skip
+            job_port, job_agent, plan.job_path, plan.job_path_warmup))  # fmt: skip
         job_server.stop()
         job_server = None
         say(

@@ -1,0 +1,1 @@
+"""`make bench` (run.py) and `make bench-compare` (compare.py)."""
