@@ -12,6 +12,7 @@ import json
 import os
 import queue
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -495,6 +496,29 @@ def _settle(run: _Run, timeout_s: float) -> None:
     _retrying(lambda: run_sweep(settings))
 
 
+def _charge_state(transaction_id: str) -> str:
+    """Where a charge stopped: the row's charge columns, its jobs in the outbox and the dead letters."""
+    from shared import db
+
+    with db.connection() as conn:
+        row = conn.execute(
+            "SELECT created_at, updated_at, charge_attempts, charge_attempt_at, payment_intent_id,"
+            " now() - created_at AS age FROM transactions WHERE id = %s",
+            (transaction_id,),
+        ).fetchone()
+        jobs = conn.execute(
+            "SELECT job_type, published_at IS NOT NULL AS published, publish_attempts, last_error FROM job_outbox"
+            " WHERE payload->>'transaction_id' = %s",
+            (transaction_id,),
+        ).fetchall()
+        dead = conn.execute(
+            "SELECT count(*) AS n FROM job_dead_letters WHERE transaction_id = %s", (transaction_id,)
+        ).fetchone()
+    return (
+        f"row {dict(row) if row else None}, outbox {[dict(j) for j in jobs]}, dead letters {dead['n'] if dead else 0}"
+    )
+
+
 def _stripe_intents(stripe_api_base: str) -> dict[str, list[dict[str, Any]]]:
     by_transaction: dict[str, list[dict[str, Any]]] = defaultdict(list)
     starting_after = None
@@ -576,7 +600,10 @@ def _check(run: _Run) -> None:
     # Every approved transaction was charged or declined.
     for row in rows:
         if row["status"] == "approved":
-            violations.append(f"transaction {row['id']} is still approved after settling (never charged)")
+            violations.append(
+                f"transaction {row['id']} is still approved after settling (never charged): {_charge_state(row['id'])};"
+                f" {_faults_near(report, row['id'])}"
+            )
 
     # I4: one PaymentIntent per transaction; a succeeded one exactly when the row is completed.
     intents = _stripe_intents(run.services.stripe_api_base)
@@ -761,6 +788,11 @@ def main(argv: list[str] | None = None) -> int:
     faults = [f for f in args.faults.split(",") if f]
     with tempfile.TemporaryDirectory(prefix="agentpay-chaos-") as tmp, standalone_services(Path(tmp)) as (stack, found):
         report = run_chaos(stack, found, faults=faults, say=lambda line: print(line, flush=True), **options)
+        logs = Path(os.environ["AGENTPAY_HOME"]) / "chaos-logs"
+        if report.violations and logs.is_dir():
+            kept = REPO / ".agentpay" / "chaos-logs"
+            shutil.copytree(logs, kept, dirs_exist_ok=True)
+            print(f"the servers' logs are in {kept}")
     print(report.table())
     if args.long:
         args.json.parent.mkdir(parents=True, exist_ok=True)
