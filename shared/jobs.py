@@ -257,6 +257,11 @@ class LocalDispatcher:
         ]
         self._client = httpx.Client(timeout=30.0)
         self._stopped = threading.Event()
+        # Jobs queued or being delivered. A job is marked published only once delivered, so while the dispatcher is
+        # behind (a Stripe outage holds its threads in retries) the sweep publishes the same jobs again every pass;
+        # queueing each copy would grow the queue faster than it drains and starve the newer jobs.
+        self._held: set[uuid.UUID] = set()
+        self._held_lock = threading.Lock()
 
     def start(self) -> LocalDispatcher:
         for thread in self._threads:
@@ -268,11 +273,20 @@ class LocalDispatcher:
         for _ in self._threads:
             self._queue.put(None)
         for thread in self._threads:
-            thread.join(timeout=5)
+            if thread.is_alive():
+                thread.join(timeout=5)
         self._client.close()
 
     def send(self, job: OutboxJob) -> None:
+        with self._held_lock:
+            if job.id in self._held:
+                return  # still queued or being delivered: this is the sweep publishing it again, not a new job
+            self._held.add(job.id)
         self._queue.put(job)
+
+    def backlog(self) -> int:
+        """Jobs waiting in the queue for a delivery thread."""
+        return self._queue.qsize()
 
     def _run(self) -> None:
         while True:
@@ -280,18 +294,23 @@ class LocalDispatcher:
             if job is None or self._stopped.is_set():
                 return
             try:
-                if self.duplicate_deliveries > 1:
-                    threads = [
-                        threading.Thread(target=self.deliver, args=(job,)) for _ in range(self.duplicate_deliveries)
-                    ]
-                    for thread in threads:
-                        thread.start()
-                    for thread in threads:
-                        thread.join()
-                else:
-                    self.deliver(job)
-            except Exception:
-                log.exception("dispatcher failed on a job")
+                self._deliver_all(job)
+            finally:
+                with self._held_lock:
+                    self._held.discard(job.id)
+
+    def _deliver_all(self, job: OutboxJob) -> None:
+        try:
+            if self.duplicate_deliveries > 1:
+                threads = [threading.Thread(target=self.deliver, args=(job,)) for _ in range(self.duplicate_deliveries)]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
+            else:
+                self.deliver(job)
+        except Exception:
+            log.exception("dispatcher failed on a job")
 
     def deliver(self, job: OutboxJob) -> bool:
         """POST the job until a worker answers 2xx or the attempts run out (then a dead letter)."""

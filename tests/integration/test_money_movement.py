@@ -621,3 +621,29 @@ def test_outside_local_mode_a_callback_into_a_private_network_is_refused(client:
     assert event is not None
     with pytest.raises(webhooks.WebhookRefused):
         webhooks.deliver(event["id"])  # production's default: private destinations refused
+
+
+def test_the_sweep_publishing_again_a_job_the_dispatcher_still_holds_does_not_queue_it_twice(services: Any) -> None:
+    """Behind a backlog (a Stripe outage holds the dispatcher's threads in retries) a job stays unpublished until it
+    is delivered, and the sweep publishes the oldest unpublished jobs again on every pass. Queueing every copy made
+    the queue grow faster than it drained, so after the long chaos run 46 approved transactions were never charged."""
+    from shared import db, jobs
+    from shared.config import get_settings
+    from shared.sweep import run_sweep
+
+    with db.connection() as conn:
+        stuck = jobs.enqueue(conn, jobs.approval_email_job(uuid.uuid4()))
+        assert stuck is not None
+        conn.execute("UPDATE job_outbox SET created_at = now() - interval '10 minutes' WHERE id = %s", (stuck.id,))
+    dispatcher = jobs.LocalDispatcher(get_settings(), threads=1)  # never started: what it takes stays queued
+    jobs.install_local_dispatcher(dispatcher)
+    try:
+        run_sweep(get_settings())
+        after_one_pass = dispatcher.backlog()
+        assert after_one_pass >= 1, "the old unpublished job was published"
+        run_sweep(get_settings())
+        run_sweep(get_settings())
+        assert dispatcher.backlog() == after_one_pass
+    finally:
+        jobs.install_local_dispatcher(None)
+        dispatcher.stop()
