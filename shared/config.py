@@ -14,6 +14,9 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Values that mean "nobody set this": refused outside local mode.
+# Until its PaymentIntent is recorded a charge makes two Stripe calls (a list of recent intents, a create); a lease
+# lasting four of them leaves room for a slow database in between.
+STRIPE_CALLS_PER_CHARGE = 4
 _PLACEHOLDERS = {"", "changeme", "change-me", "secret", "placeholder", "xxx", "todo", "replace-me"}
 
 # Secrets that production must have, and the local file that holds the generated ones.
@@ -65,6 +68,10 @@ class Settings(BaseSettings):
     db_connect_timeout: float = 3.0
     approval_ttl_seconds: int = 24 * 3600
     charge_lease_seconds: int = 60  # another delivery of a charge job waits this long for the first one
+    # Each Stripe call gives up after this. A charge's lease must outlast its calls until its PaymentIntent is
+    # recorded: a lease that ran out under a live create lets a second worker create a second PaymentIntent (Stripe's
+    # idempotency key would hand back the first; a Stripe-compatible server without one would not).
+    stripe_timeout_seconds: float = 10.0
     charge_redrive_seconds: int = 180  # an approved transaction with no charge result after this is charged again
     sweep_interval_seconds: float = 30.0  # the local server's sweep; production runs it every 5 minutes
     # Fault injection for the local dispatcher: deliver every job this many times, in parallel.
@@ -77,6 +84,16 @@ class Settings(BaseSettings):
         if isinstance(data, dict) and data.get("aws_lambda_function_name"):
             data = {**data, "aws_lambda_function_name": True}
         return data
+
+    @model_validator(mode="after")
+    def _lease_outlasts_stripe_calls(self) -> Settings:
+        if self.charge_lease_seconds <= STRIPE_CALLS_PER_CHARGE * self.stripe_timeout_seconds:
+            raise ValueError(
+                f"CHARGE_LEASE_SECONDS ({self.charge_lease_seconds}) must be longer than {STRIPE_CALLS_PER_CHARGE}"
+                f" x STRIPE_TIMEOUT_SECONDS ({self.stripe_timeout_seconds}): a charge's lease must outlast its"
+                " Stripe calls"
+            )
+        return self
 
     @property
     def is_local(self) -> bool:

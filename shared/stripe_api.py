@@ -29,9 +29,13 @@ class BillingSetup:
     payment_method_id: str | None
 
 
-def create_client(api_key: str, api_base: str | None) -> stripe.StripeClient:
-    # Our own retries are the job layer's; Stripe's client must not retry behind our back.
-    kwargs: dict[str, object] = {"max_network_retries": 0}
+def create_client(api_key: str, api_base: str | None, *, timeout_seconds: float = 10.0) -> stripe.StripeClient:
+    # Our own retries are the job layer's; Stripe's client must not retry behind our back. Its default timeout
+    # (80 s) would outlast a charge's lease (settings.stripe_timeout_seconds).
+    kwargs: dict[str, object] = {
+        "max_network_retries": 0,
+        "http_client": stripe.new_default_http_client(timeout=timeout_seconds),
+    }
     if api_base:
         kwargs["base_addresses"] = {"api": api_base}
     return stripe.StripeClient(api_key, **kwargs)  # type: ignore[arg-type]
@@ -43,7 +47,7 @@ def get_client() -> stripe.StripeClient:
     api_key = settings.stripe_secret_key or (LOCAL_STRIPE_KEY if settings.is_local else None)
     if not api_key:
         raise StripeUnavailable("STRIPE_SECRET_KEY is not configured.")
-    return create_client(api_key, settings.stripe_api_base)
+    return create_client(api_key, settings.stripe_api_base, timeout_seconds=settings.stripe_timeout_seconds)
 
 
 def set_up_customer(

@@ -36,7 +36,13 @@ FAULTS = ("valkey_restart", "postgres_restart", "stripe_outage", "worker_kill", 
 PAY = "/v1/payment-request"
 STRIPE_KEY = "sk_test_agentpay_local"
 # Short re-drive and lease so the sweep finishes a killed worker's charge within the run (Settings fields).
-SERVER_ENV = {"CHARGE_REDRIVE_SECONDS": "2", "CHARGE_LEASE_SECONDS": "2", "SWEEP_INTERVAL_SECONDS": "1"}
+SERVER_ENV = {
+    "CHARGE_REDRIVE_SECONDS": "2",
+    # A killed worker's charge resumes after 10 s; every Stripe call gives up after 2.4 s, within the lease.
+    "CHARGE_LEASE_SECONDS": "10",
+    "STRIPE_TIMEOUT_SECONDS": "2.4",
+    "SWEEP_INTERVAL_SECONDS": "1",
+}
 HELD = ("pending", "approved", "completed")
 PER_TX_LIMIT = 5000
 APPROVAL_THRESHOLD = 1000

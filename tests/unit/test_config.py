@@ -96,3 +96,34 @@ def test_an_environment_variable_wins_over_secrets_manager(monkeypatch: pytest.M
         )["ARN"]
         settings = load_settings(agentpay_secrets_arn=arn)
     assert settings.stripe_secret_key == "sk_test_from_env_" + "y" * 10
+
+
+def test_a_charge_lease_shorter_than_its_stripe_calls_is_refused_at_start() -> None:
+    """A lease that can run out under a live Stripe call lets a second worker create a second PaymentIntent."""
+    with pytest.raises(ValueError, match="CHARGE_LEASE_SECONDS .* STRIPE_TIMEOUT_SECONDS"):
+        load_settings(**PRODUCTION, charge_lease_seconds=30, stripe_timeout_seconds=10)
+    assert load_settings(**PRODUCTION, charge_lease_seconds=60, stripe_timeout_seconds=10).charge_lease_seconds == 60
+
+
+def test_a_stripe_that_never_answers_is_given_up_on_after_the_configured_timeout() -> None:
+    import socket
+    import threading
+    import time
+
+    import stripe
+
+    from shared.stripe_api import create_client
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    threading.Thread(target=lambda: held.append(listener.accept()[0]), daemon=True).start()
+    client = create_client("sk_test_x", f"http://127.0.0.1:{listener.getsockname()[1]}", timeout_seconds=0.5)
+    started = time.monotonic()
+    try:
+        with pytest.raises(stripe.APIConnectionError):
+            client.v1.customers.list()
+        assert time.monotonic() - started < 10, "Stripe's own default would wait 80 s, past a charge's lease"
+    finally:
+        listener.close()
+        for conn in held:
+            conn.close()
