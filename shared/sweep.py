@@ -170,7 +170,11 @@ def run_forever(settings: Settings, stop: Any) -> None:
     """The local server's schedule: a sweep every `sweep_interval_seconds` until `stop` (an Event) is set."""
     while not stop.wait(settings.sweep_interval_seconds):
         started = time.monotonic()
-        report = run_sweep(settings)
+        try:
+            report = run_sweep(settings)
+        except Exception:  # an error no part expected must not end the schedule: the next pass tries again
+            log.exception("sweep failed")
+            continue
         if any(v for k, v in report.as_dict().items() if k != "errors") or report.errors:
             log.info(
                 "sweep",

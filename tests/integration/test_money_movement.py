@@ -647,3 +647,31 @@ def test_the_sweep_publishing_again_a_job_the_dispatcher_still_holds_does_not_qu
     finally:
         jobs.install_local_dispatcher(None)
         dispatcher.stop()
+
+
+def test_the_local_sweep_schedule_survives_a_pass_that_fails_unexpectedly(
+    services: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass that raises what no part expected (a bug, a driver error) must not end the server's sweeps: approved
+    transactions would then never be re-driven."""
+    from shared import sweep
+    from shared.config import get_settings
+
+    passes: list[int] = []
+    stop = threading.Event()
+    real = sweep.run_sweep
+
+    def flaky(settings: Any) -> Any:
+        passes.append(1)
+        if len(passes) == 1:
+            raise RuntimeError("an error no part expected")
+        if len(passes) >= 3:
+            stop.set()
+        return real(settings)
+
+    monkeypatch.setattr(sweep, "run_sweep", flaky)
+    settings = get_settings().model_copy(update={"sweep_interval_seconds": 0.01})
+    schedule = threading.Thread(target=sweep.run_forever, args=(settings, stop), daemon=True)
+    schedule.start()
+    schedule.join(timeout=30)
+    assert len(passes) >= 3 and not schedule.is_alive()
