@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import threading
 import time
@@ -57,13 +58,11 @@ def issue_admin_key(mode: KeyMode) -> IssuedKey:
     return _issue("apa", mode)
 
 
+_KEY_SHAPES = {kind: re.compile(rf"{kind}_(?:test|live)_[0-9a-f]{{64}}") for kind in ("apk", "apa")}
+
+
 def _looks_like(key: str, kind: str) -> bool:
-    for mode in ("test", "live"):
-        head = f"{kind}_{mode}_"
-        if key.startswith(head):
-            body = key[len(head) :]
-            return len(body) == 64 and all(c in "0123456789abcdef" for c in body)
-    return False
+    return _KEY_SHAPES[kind].fullmatch(key) is not None
 
 
 def bearer_key(authorization: str | None) -> str:

@@ -31,6 +31,8 @@ _last_returned: weakref.WeakKeyDictionary[psycopg.Connection[Any] | psycopg.Asyn
 
 
 def _note_returned(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
+    # Noted by connection() as the borrower gives it back, not by the pool's `reset` hook: with a hook the pool
+    # returns every connection through a worker (a thread, or a task), a hand-off on every request.
     _last_returned[conn] = time.monotonic()
 
 
@@ -58,10 +60,6 @@ async def _check_if_idle_async(conn: psycopg.AsyncConnection[Any]) -> None:
         await AsyncConnectionPool.check_connection(conn)
 
 
-async def _note_returned_async(conn: psycopg.AsyncConnection[Any]) -> None:
-    _note_returned(conn)
-
-
 def _connection_kwargs(connect_timeout: float) -> dict[str, Any]:
     return {
         # Neon's pooled URL is PgBouncer in transaction mode: no prepared statements.
@@ -80,7 +78,6 @@ def create_pool(database_url: str, *, max_size: int, connect_timeout: float) -> 
         max_size=max_size,
         kwargs=_connection_kwargs(connect_timeout),
         check=_check_if_idle,
-        reset=_note_returned,
         timeout=connect_timeout,
         reconnect_timeout=30.0,
         open=False,
@@ -113,7 +110,10 @@ def connection(pool: ConnectionPool[Any] | None = None) -> Iterator[Connection]:
     pool = pool or get_pool()
     try:
         with pool.connection() as conn:
-            yield conn
+            try:
+                yield conn
+            finally:
+                _note_returned(conn)
     except PoolTimeout as exc:
         raise DatabaseUnavailable() from exc
     except psycopg.OperationalError as exc:
@@ -142,7 +142,6 @@ async def _open_async_pool() -> AsyncConnectionPool[Any]:
         max_size=1 if settings.in_lambda else settings.db_pool_max_size,
         kwargs=_connection_kwargs(connect_timeout),
         check=_check_if_idle_async,
-        reset=_note_returned_async,
         timeout=connect_timeout,
         reconnect_timeout=30.0,
         open=False,
@@ -165,7 +164,10 @@ async def async_connection() -> AsyncIterator[AsyncConnection]:
     pool = await _async_pools.get()
     try:
         async with pool.connection() as conn:
-            yield conn
+            try:
+                yield conn
+            finally:
+                _note_returned(conn)
     except PoolTimeout as exc:
         raise DatabaseUnavailable() from exc
     except psycopg.OperationalError as exc:
