@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import uuid
@@ -17,6 +16,7 @@ import pytest
 
 from tests.conftest import Agent, make_agent, make_org, signed_get, signed_post
 from tests.support.jobs import deliver_pending, post_job, signed_job_headers
+from tests.support.loops import run_in_own_loop
 
 PATH = "/v1/payment-request"
 
@@ -501,7 +501,7 @@ def test_the_sweep_frees_a_hold_whose_request_died_before_its_row(client: Any, a
         finally:
             await close_loop_clients()
 
-    asyncio.run(reserve_without_a_row())
+    run_in_own_loop(reserve_without_a_row())
     assert spent(agent) == 800
     assert run_sweep(get_settings()).holds_freed == 0, "a young hold may still get its row"
     clock.offset_seconds = 300

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from shared.aio import PerLoop, close_loop_clients
+from tests.support.loops import run_in_own_loop
 
 
 class Client:
@@ -40,8 +41,8 @@ def test_concurrent_first_uses_in_one_loop_share_one_client_and_another_loop_get
         clients = await asyncio.gather(*(per_loop.get() for _ in range(10)))
         return {c.number for c in clients}
 
-    assert asyncio.run(ten_at_once()) == {0}
-    assert asyncio.run(ten_at_once()) == {1}, "a client of a finished loop is never handed to another loop"
+    assert run_in_own_loop(ten_at_once()) == {0}
+    assert run_in_own_loop(ten_at_once()) == {1}, "a client of a finished loop is never handed to another loop"
     assert len(made) == 2
 
 
@@ -53,7 +54,7 @@ def test_a_failed_creation_is_retried_by_the_next_use() -> None:
             await per_loop.get()
         return await per_loop.get()
 
-    assert asyncio.run(twice()).number == 0 and len(made) == 1
+    assert run_in_own_loop(twice()).number == 0 and len(made) == 1
 
 
 def test_the_loops_clients_are_closed_at_shutdown_and_a_later_use_opens_a_new_one() -> None:
@@ -64,5 +65,5 @@ def test_the_loops_clients_are_closed_at_shutdown_and_a_later_use_opens_a_new_on
         await close_loop_clients()
         return first, await per_loop.get()
 
-    first, second = asyncio.run(use_close_use())
+    first, second = run_in_own_loop(use_close_use())
     assert first.closed and not second.closed and first is not second
