@@ -65,6 +65,7 @@ class Plan:
     probe_seconds: float  # the short load that compares worker counts and calibrates the throughput phase
     throughput_seconds: float  # the target length of the throughput phase
     floor_throughput_seconds: float  # the drivers-only load the throughput phase is read against
+    turns: int  # rounds in which the floor and the request take turns
     max_throughput_requests: int
     history_rows: int  # the dashboard organization's bulk-generated transactions (one agent)
     small_history_rows: int  # the other agent's, for cost growth
@@ -76,11 +77,12 @@ class Plan:
     job_path_warmup: int
 
 
-FULL = Plan(2000, 200, 2000, 200, 2000, 200, 4.0, 10.0, 5.0, 30_000, 1_000_000, 1_000, 200, 20, 600, 60, 50, 5)
-QUICK = Plan(200, 30, 200, 30, 200, 30, 1.0, 2.0, 1.0, 2_000, 20_000, 1_000, 50, 10, 100, 20, 10, 2)
+FULL = Plan(2000, 200, 2000, 200, 2000, 200, 4.0, 10.0, 5.0, 10, 30_000, 1_000_000, 1_000, 200, 20, 600, 60, 50, 5)
+QUICK = Plan(200, 30, 200, 30, 200, 30, 1.0, 2.0, 1.0, 2, 2_000, 20_000, 1_000, 50, 10, 100, 20, 10, 2)
 HISTORY_CHUNK = 100_000  # bulk rows per INSERT ... SELECT FROM generate_series (and per progress line)
 DEEP_FRACTION = 0.9  # the deep page starts after the row at 90% of the history (row 900,000 of 1,000,000)
 JOB_POLL_SECONDS = 0.005
+TURN_WARMUP = 10  # each turn of the floor and the request opens new connections: these iterations are not counted
 
 
 # Output ---------------------------------------------------------------------------------------------------------
@@ -366,7 +368,15 @@ class FloorWork:
         return keys, argv, params
 
 
-def measure_floor(redis_url: str, database_url: str, org: Org, agent: Agent, n: int, warmup: int) -> dict[str, Any]:
+def measure_floor(
+    redis_url: str,
+    database_url: str,
+    org: Org,
+    agent: Agent,
+    n: int,
+    warmup: int,
+    samples_out: dict[str, list[float]] | None = None,
+) -> dict[str, Any]:
     """One EVALSHA of reserve_budget.lua plus one autocommit INSERT of a row and its audit entry, per iteration."""
     import psycopg
     import redis
@@ -400,6 +410,9 @@ def measure_floor(redis_url: str, database_url: str, org: Org, agent: Agent, n: 
     finally:
         pg.close()
         r.close()
+    if samples_out is not None:
+        for name, got in (("total", total_s), ("redis_eval", redis_s), ("postgres_insert", pg_s)):
+            samples_out.setdefault(name, []).extend(got)
     return {"total": summary_ms(total_s), "redis_eval": summary_ms(redis_s), "postgres_insert": summary_ms(pg_s)}
 
 
@@ -961,22 +974,40 @@ def run(args: argparse.Namespace) -> int:
         floor_agent = fast_agent(server.port, org, "floor")
         request_agent = fast_agent(server.port, org, "request")
 
-        say(f"[floor] {plan.floor} x (Redis EVALSHA reserve_budget.lua + Postgres INSERT row+audit), "
-            f"{plan.floor_warmup} warm-up")  # fmt: skip
-        floor = timed("floor", lambda: measure_floor(
-            services.redis_url, services.database_url, org, floor_agent, plan.floor, plan.floor_warmup))  # fmt: skip
-
-        say(f"[decision] {plan.decision} x BudgetEngine.reserve in-process, {plan.decision_warmup} warm-up")
-        decision = timed("decision", lambda: measure_decision(services.redis_url, plan.decision, plan.decision_warmup))
-
-        say(f"[request] {plan.request} x POST {PAYMENT_PATH}, one keep-alive client, {plan.request_warmup} warm-up")
+        # The floor and the request take turns (A B B A rounds), so a drift of this shared machine's speed hits both
+        # alike and ratio_p50 compares them under the same conditions.
+        rounds = plan.turns
+        say(f"[floor + request] {plan.floor} x (Redis EVALSHA reserve_budget.lua + Postgres INSERT row+audit) and"
+            f" {plan.request} x POST {PAYMENT_PATH} (one keep-alive client), taking turns in {rounds} rounds,"
+            f" {plan.floor_warmup} + {plan.request_warmup} warm-up")  # fmt: skip
+        floor_raw: dict[str, list[float]] = {}
+        request_raw: list[float] = []
         profiler = start_py_spy(args.py_spy, server) if args.py_spy and args.py_spy_phase == "request" else None
+        started_turns = time.monotonic()
         try:
-            request = timed("request", lambda: measure_requests(
-                server.port, request_agent, plan.request, plan.request_warmup))  # fmt: skip
+            for turn in range(rounds):
+                first = turn == 0
+                parts = [
+                    lambda first=first: measure_floor(
+                        services.redis_url, services.database_url, org, floor_agent, plan.floor // rounds,
+                        plan.floor_warmup if first else TURN_WARMUP, floor_raw,
+                    ),
+                    lambda first=first: measure_requests(
+                        server.port, request_agent, plan.request // rounds,
+                        plan.request_warmup if first else TURN_WARMUP, request_raw,
+                    ),
+                ]  # fmt: skip
+                for part in parts if turn % 4 in (0, 3) else reversed(parts):
+                    part()
         finally:
             if profiler is not None:
                 stop_py_spy(profiler)
+        floor = {name: summary_ms(samples) for name, samples in floor_raw.items()}
+        request = summary_ms(request_raw)
+        say(f"    done in {time.monotonic() - started_turns:.1f}s")
+
+        say(f"[decision] {plan.decision} x BudgetEngine.reserve in-process, {plan.decision_warmup} warm-up")
+        decision = timed("decision", lambda: measure_decision(services.redis_url, plan.decision, plan.decision_warmup))
 
         # Throughput: calibrate the request count so the phase lasts about throughput_seconds, then size the
         # overspend agent's day so the load exhausts it halfway through its share.
