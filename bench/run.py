@@ -893,11 +893,11 @@ def server_env(services: Any, home: Path) -> dict[str, str]:
 
 
 def server_db_pool_size(env: dict[str, str]) -> int:
-    """Postgres connections per server worker (shared.config's db_pool_max_size, as the server's env sets it)."""
+    """Postgres connections a server worker's payment requests use (shared.config's db_async_pool_max_size)."""
     from shared.config import Settings
 
-    default = Settings.model_fields["db_pool_max_size"].default
-    return int(env.get("DB_POOL_MAX_SIZE", default))
+    default = Settings.model_fields["db_async_pool_max_size"].default
+    return int(env.get("DB_ASYNC_POOL_MAX_SIZE", default))
 
 
 def timed(label: str, fn: Callable[[], Any]) -> Any:

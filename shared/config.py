@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     agentpay_secrets_arn: str | None = None
 
     db_pool_max_size: int = 10
+    # The event loop's pool, which payment requests write through: more connections let more commits wait on the
+    # WAL flush together (32 clients in `make bench`: 16 per worker gave ~18 % more decisions/s than 10).
+    db_async_pool_max_size: int = 16
     db_connect_timeout: float = 3.0
     approval_ttl_seconds: int = 24 * 3600
     charge_lease_seconds: int = 60  # another delivery of a charge job waits this long for the first one

@@ -139,7 +139,7 @@ async def _open_async_pool() -> AsyncConnectionPool[Any]:
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
         settings.require("database_url"),
         min_size=1,
-        max_size=1 if settings.in_lambda else settings.db_pool_max_size,
+        max_size=1 if settings.in_lambda else settings.db_async_pool_max_size,
         kwargs=_connection_kwargs(connect_timeout),
         check=_check_if_idle_async,
         timeout=connect_timeout,
