@@ -284,9 +284,10 @@ class LocalDispatcher:
             self._held.add(job.id)
         self._queue.put(job)
 
-    def backlog(self) -> int:
-        """Jobs waiting in the queue for a delivery thread."""
-        return self._queue.qsize()
+    def queued_copies(self, job_id: uuid.UUID) -> int:
+        """How many times a job waits in the queue for a delivery thread (0 or 1)."""
+        with self._queue.mutex:
+            return sum(1 for job in self._queue.queue if job is not None and job.id == job_id)
 
     def _run(self) -> None:
         while True:
