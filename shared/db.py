@@ -123,9 +123,14 @@ def connection(pool: ConnectionPool[Any] | None = None) -> Iterator[Connection]:
         raise DatabaseUnavailable() from exc
 
 
-def _discard_dead_connections(pool: ConnectionPool[Any]) -> None:
+def _note_failure() -> None:
+    """A connection broke: every checkout is checked for the next RECENT_FAILURE_SECONDS."""
     global _last_failure
     _last_failure = time.monotonic()
+
+
+def _discard_dead_connections(pool: ConnectionPool[Any]) -> None:
+    _note_failure()
     try:
         pool.check()
     except Exception:  # the check is best effort; the pool keeps reconnecting by itself
@@ -171,8 +176,7 @@ async def async_connection() -> AsyncIterator[AsyncConnection]:
     except PoolTimeout as exc:
         raise DatabaseUnavailable() from exc
     except psycopg.OperationalError as exc:
-        global _last_failure
-        _last_failure = time.monotonic()
+        _note_failure()
         try:
             await pool.check()
         except Exception:
