@@ -674,3 +674,45 @@ def test_the_local_sweep_schedule_survives_a_pass_that_fails_unexpectedly(
     schedule.start()
     schedule.join(timeout=30)
     assert len(passes) >= 3 and not schedule.is_alive()
+
+
+def test_a_delivery_waiting_to_retry_does_not_hold_up_the_jobs_behind_it(services: Any) -> None:
+    """A charge's duplicate meets the other copy's lease (409) and is retried after a backoff. When the backoff slept
+    in the delivery thread, the jobs queued behind it waited too (the chaos run at 15 requests/s fell minutes behind);
+    now a retry waits in a schedule and the thread moves on."""
+    import http.server
+
+    from shared import jobs
+    from shared.config import get_settings
+
+    seen: list[tuple[str, str]] = []
+
+    class Worker(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            name = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["name"]
+            seen.append((name, self.headers["Upstash-Retried"]))
+            busy = name == "first" and self.headers["Upstash-Retried"] == "0"
+            self.send_response(409 if busy else 200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    worker = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Worker)
+    threading.Thread(target=worker.serve_forever, daemon=True).start()
+    settings = get_settings().model_copy(update={"email_worker_url": f"http://127.0.0.1:{worker.server_port}"})
+    dispatcher = jobs.LocalDispatcher(settings, threads=1)
+    try:
+        for name in ("first", "second"):
+            dispatcher.send(jobs.OutboxJob(id=uuid.uuid4(), type="email", payload={"name": name}, dedup_id=name))
+        dispatcher.start()
+        deadline = threading.Event()
+        for _ in range(100):
+            if len(seen) >= 3:
+                break
+            deadline.wait(0.05)
+        assert seen[:3] == [("first", "0"), ("second", "0"), ("first", "1")]
+    finally:
+        dispatcher.stop()
+        worker.shutdown()
