@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-import heapq
 import json
 import logging
 import queue
@@ -14,6 +13,7 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -233,55 +233,46 @@ def backoff_seconds(attempt: int) -> float:
     return random.uniform(0, min(10.0, 0.2 * 2 ** (attempt - 1)))
 
 
-@dataclass
-class _Delivery:
-    """One copy of a job on its way to a worker, and how many times it was tried."""
-
-    job: OutboxJob
-    attempt: int = 1
-    last_error: str = ""
-
-
 class LocalDispatcher:
     """Delivers jobs to the worker routes over real HTTP with a QStash-format signature, retrying with backoff.
 
     It stands in for QStash on a laptop and in CI: at-least-once delivery, retries, a dead letter on final failure.
-    `duplicate_deliveries` > 1 delivers every job that many times in parallel (fault injection). A retry waits in a
-    schedule, not in a delivery thread: a duplicate that meets the other copy's charge lease (409) must not hold a
-    thread through its backoff while newer jobs queue behind it.
+    `duplicate_deliveries` > 1 delivers every job that many times in parallel (fault injection).
     """
 
-    def __init__(self, settings: Settings, *, threads: int = 4, duplicate_deliveries: int = 1) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        threads: int = 4,
+        duplicate_deliveries: int = 1,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.settings = settings
-        self.duplicate_deliveries = max(1, duplicate_deliveries)
-        self._queue: queue.Queue[_Delivery | None] = queue.Queue()
+        self.duplicate_deliveries = duplicate_deliveries
+        self.sleep = sleep
+        self._queue: queue.Queue[OutboxJob | None] = queue.Queue()
         self._threads = [
             threading.Thread(target=self._run, name=f"agentpay-dispatch-{i}", daemon=True) for i in range(threads)
         ]
-        self._scheduler = threading.Thread(target=self._run_schedule, name="agentpay-dispatch-retries", daemon=True)
-        self._retries: list[tuple[float, int, _Delivery]] = []  # a heap of (due, sequence, delivery)
-        self._retry_sequence = 0
-        self._retries_changed = threading.Condition()
         self._client = httpx.Client(timeout=30.0)
         self._stopped = threading.Event()
-        # Copies still on their way, by job. A job is marked published only once delivered, so while the dispatcher
-        # is behind (a Stripe outage) the sweep publishes the same jobs again every pass; queueing each copy would
-        # grow the queue faster than it drains and starve the newer jobs.
-        self._held: dict[uuid.UUID, int] = {}
+        # Jobs queued or being delivered. A job is marked published only once delivered, so while the dispatcher is
+        # behind (a Stripe outage holds its threads in retries) the sweep publishes the same jobs again every pass;
+        # queueing each copy would grow the queue faster than it drains and starve the newer jobs.
+        self._held: set[uuid.UUID] = set()
         self._held_lock = threading.Lock()
 
     def start(self) -> LocalDispatcher:
-        for thread in [*self._threads, self._scheduler]:
+        for thread in self._threads:
             thread.start()
         return self
 
     def stop(self) -> None:
         self._stopped.set()
-        with self._retries_changed:
-            self._retries_changed.notify_all()
         for _ in self._threads:
             self._queue.put(None)
-        for thread in [*self._threads, self._scheduler]:
+        for thread in self._threads:
             if thread.is_alive():
                 thread.join(timeout=5)
         self._client.close()
@@ -289,87 +280,76 @@ class LocalDispatcher:
     def send(self, job: OutboxJob) -> None:
         with self._held_lock:
             if job.id in self._held:
-                return  # still on its way: this is the sweep publishing it again, not a new job
-            self._held[job.id] = self.duplicate_deliveries
-        for _ in range(self.duplicate_deliveries):
-            self._queue.put(_Delivery(job))
+                return  # still queued or being delivered: this is the sweep publishing it again, not a new job
+            self._held.add(job.id)
+        self._queue.put(job)
 
     def queued_copies(self, job_id: uuid.UUID) -> int:
-        """How many copies of a job wait in the queue for a delivery thread."""
+        """How many times a job waits in the queue for a delivery thread (0 or 1)."""
         with self._queue.mutex:
-            return sum(1 for item in self._queue.queue if item is not None and item.job.id == job_id)
+            return sum(1 for job in self._queue.queue if job is not None and job.id == job_id)
 
     def _run(self) -> None:
         while True:
-            delivery = self._queue.get()
-            if delivery is None or self._stopped.is_set():
+            job = self._queue.get()
+            if job is None or self._stopped.is_set():
                 return
             try:
-                finished = self._attempt(delivery)
-            except Exception:
-                log.exception("dispatcher failed on a job")
-                finished = True
-            if finished:
+                self._deliver_all(job)
+            finally:
                 with self._held_lock:
-                    left = self._held.get(delivery.job.id, 1) - 1
-                    if left > 0:
-                        self._held[delivery.job.id] = left
-                    else:
-                        self._held.pop(delivery.job.id, None)
+                    self._held.discard(job.id)
 
-    def _attempt(self, delivery: _Delivery) -> bool:
-        """POST the job once. True when this copy is done (delivered, or given up as a dead letter)."""
-        job = delivery.job
+    def _deliver_all(self, job: OutboxJob) -> None:
+        try:
+            if self.duplicate_deliveries > 1:
+                threads = [threading.Thread(target=self.deliver, args=(job,)) for _ in range(self.duplicate_deliveries)]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
+            else:
+                self.deliver(job)
+        except Exception:
+            log.exception("dispatcher failed on a job")
+
+    def deliver(self, job: OutboxJob) -> bool:
+        """POST the job until a worker answers 2xx or the attempts run out (then a dead letter)."""
         url = worker_url(self.settings, job.type)
         body = json.dumps(job.payload, separators=(",", ":")).encode()
-        signature = sign_like_qstash(
-            url=url, body=body, signing_key=self.settings.require("qstash_current_signing_key")
-        )
-        try:
-            response = self._client.post(
-                url,
-                content=body,
-                headers={
-                    "Content-Type": "application/json",
-                    "Upstash-Signature": signature,
-                    "Upstash-Message-Id": f"msg_{job.id}",
-                    "Upstash-Retried": str(delivery.attempt - 1),
-                },
+        last_error = ""
+        for attempt in range(1, LOCAL_ATTEMPTS + 1):
+            if self._stopped.is_set():
+                return False
+            signature = sign_like_qstash(
+                url=url, body=body, signing_key=self.settings.require("qstash_current_signing_key")
             )
-            if response.is_success:
-                mark_published(job.id)
-                return True
-            delivery.last_error = f"HTTP {response.status_code}: {response.text[:200]}"
-        except httpx.HTTPError as exc:
-            delivery.last_error = f"{type(exc).__name__}: {exc}"
-        except Exception as exc:  # the database was down while marking: deliver again later
-            delivery.last_error = f"{type(exc).__name__}: {exc}"
-        if delivery.attempt < LOCAL_ATTEMPTS:
-            self._retry_later(delivery, backoff_seconds(delivery.attempt))
-            return False
+            try:
+                response = self._client.post(
+                    url,
+                    content=body,
+                    headers={
+                        "Content-Type": "application/json",
+                        "Upstash-Signature": signature,
+                        "Upstash-Message-Id": f"msg_{job.id}",
+                        "Upstash-Retried": str(attempt - 1),
+                    },
+                )
+                if response.is_success:
+                    mark_published(job.id)
+                    return True
+                last_error = f"HTTP {response.status_code}: {response.text[:200]}"
+            except httpx.HTTPError as exc:
+                last_error = f"{type(exc).__name__}: {exc}"
+            except Exception as exc:  # the database was down while marking: deliver again later
+                last_error = f"{type(exc).__name__}: {exc}"
+            self.sleep(backoff_seconds(attempt))
         try:
-            record_dead_letter(job.type, job.payload, delivery.last_error)
+            record_dead_letter(job.type, job.payload, last_error)
             mark_published(job.id)
         except Exception:
             log.exception("could not record a dead letter; the sweep will publish the job again")
-        return True
-
-    def _retry_later(self, delivery: _Delivery, delay: float) -> None:
-        delivery.attempt += 1
-        with self._retries_changed:
-            self._retry_sequence += 1
-            heapq.heappush(self._retries, (time.monotonic() + delay, self._retry_sequence, delivery))
-            self._retries_changed.notify()
-
-    def _run_schedule(self) -> None:
-        """Move each retry to the delivery queue when its backoff is over."""
-        with self._retries_changed:
-            while not self._stopped.is_set():
-                now = time.monotonic()
-                while self._retries and self._retries[0][0] <= now:
-                    self._queue.put(heapq.heappop(self._retries)[2])
-                timeout = self._retries[0][0] - now if self._retries else None
-                self._retries_changed.wait(timeout)
+        return False
 
 
 _local_dispatcher: LocalDispatcher | None = None
