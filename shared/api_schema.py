@@ -237,6 +237,15 @@ _HTML_PAGES = {"/v1/approve/{token}", "/v1/decline/{token}"}
 _HTML = {"schema": {"type": "string"}}
 
 
+_REQUEST_MODELS: list[type[BaseModel]] = []
+
+
+def register_request_model(model: type[BaseModel]) -> None:
+    """A body model a route reads itself (so FastAPI does not see it): its schema still goes in the components."""
+    if model not in _REQUEST_MODELS:
+        _REQUEST_MODELS.append(model)
+
+
 def build(app: Any) -> dict[str, Any]:
     """The app's OpenAPI document with what FastAPI cannot infer: auth, signature headers, our error shape."""
     from fastapi.openapi.utils import get_openapi
@@ -259,6 +268,10 @@ def build(app: Any) -> dict[str, Any]:
         "qstashSignature": {"type": "apiKey", "in": "header", "name": "Upstash-Signature"},
     }
     schemas = components.setdefault("schemas", {})
+    for model in _REQUEST_MODELS:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
     for path, item in spec["paths"].items():
@@ -296,9 +309,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m shared.api_schema")
     parser.add_argument("--check", action="store_true", help="exit 1 if openapi.json differs from the app")
     args = parser.parse_args(argv)
+    from shared import api_schema  # the module the routes registered with: this file may be running as __main__
     from shared.local_app import build_local_app
 
-    current = render(build_local_app())
+    current = api_schema.render(build_local_app())
     if args.check:
         if not OPENAPI_FILE.exists() or OPENAPI_FILE.read_text() != current:
             print("openapi.json is stale: run `make openapi` and commit it.", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import gc
 import json
 import logging
 import sys
@@ -317,9 +318,24 @@ def init_sentry(dsn: str | None, *, environment: str, transport: Any = None) -> 
     return True
 
 
+# Python's cycle collector runs after every 700 net allocations by default: on this hot path, several times per
+# request, each pass walking the young objects. Requests leave little cyclic garbage, so it may wait far longer
+# (`make bench-compare`: about 7 % of the server's CPU per payment request).
+GC_THRESHOLDS = (50_000, 20, 10)
+
+
+def tune_gc() -> None:
+    """Collect cycles less often; idempotent (every function's app calls it)."""
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 @asynccontextmanager
 async def close_clients_on_shutdown(app: FastAPI) -> AsyncIterator[None]:
-    """The event loop's Redis and Postgres clients close with the server (Lambda never shuts down: lifespan off)."""
+    """The event loop's Redis and Postgres clients close with the server (Lambda never shuts down: lifespan off).
+
+    At startup, what the server has built so far (modules, the app, its routes) is frozen out of the collector's
+    walks: it lives as long as the process."""
+    gc.freeze()
     try:
         yield
     finally:
@@ -330,6 +346,7 @@ def create_app(*routers: APIRouter, title: str = "AgentPay") -> FastAPI:
     """A FastAPI app with AgentPay's error shape, request ids, body limit and logging around the given routers."""
     settings = get_settings()
     configure_logging()
+    tune_gc()
     init_sentry(settings.sentry_dsn, environment=settings.agentpay_env)
     app = FastAPI(title=title, version="1.0.0", docs_url=None, redoc_url=None, lifespan=close_clients_on_shutdown)
     app.add_exception_handler(AgentPayError, _on_agentpay_error)

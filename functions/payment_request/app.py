@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from mangum import Mangum
 from pydantic import ConfigDict, Field, StrictInt, field_validator
+from pydantic import ValidationError as PydanticValidationError
 
 from shared import api_schema as schema
 from shared import payments
-from shared.auth import AgentIdentity
 from shared.config import get_settings
-from shared.deps import AgentDep
+from shared.deps import current_agent
 from shared.errors import BudgetExceededError, UnsupportedCurrency, ValidationFailed
 from shared.health import router as health_router
 from shared.transactions import transaction_view
-from shared.web import RequestModel, create_app, request_id_of
+from shared.web import RequestModel, create_app, request_id_of, validation_error_from
 
 router = APIRouter(tags=["agent"])
 
@@ -95,10 +95,49 @@ def _idempotency_key(from_body: str | None, from_header: str | None) -> str:
     return key
 
 
-async def audited_agent(request: Request, agent: AgentDep) -> AgentIdentity:
-    """The calling agent; from here on a refused request is audited too (ARCHITECTURE.md, I3)."""
-    request.state.on_rejected = functools.partial(payments.record_rejection, agent)
-    return agent
+def _json_body(raw: bytes, content_type: str | None) -> Any:
+    """The body as FastAPI would hand it to a model: parsed when it is JSON (or untyped), the bytes otherwise."""
+    if not raw:
+        return None
+    media = (content_type or "application/json").partition(";")[0].strip().lower()
+    maintype, _, subtype = media.partition("/")
+    if maintype != "application" or not (subtype == "json" or subtype.endswith("+json")):
+        return raw
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValidationFailed([{"field": "body", "message": "JSON decode error"}]) from exc
+    except UnicodeDecodeError as exc:
+        raise ValidationFailed([{"field": "body", "message": "is not valid JSON in UTF-8"}]) from exc
+
+
+def _payment_request_in(data: Any) -> PaymentRequestIn:
+    if data is None:
+        raise ValidationFailed([{"field": "body", "message": "Field required"}])
+    try:
+        return PaymentRequestIn.model_validate(data)
+    except PydanticValidationError as exc:
+        raise validation_error_from(exc.errors()) from exc
+
+
+# The hottest route reads its own body and headers: as FastAPI parameters (a body model, a header, two layers of
+# dependencies) they cost about a sixth of the server's CPU per request (`make bench-compare`). What FastAPI would
+# have inferred for the schema is declared here instead, so openapi.json is unchanged.
+_OPENAPI = {
+    "parameters": [
+        {
+            "in": "header",
+            "name": "idempotency-key",
+            "required": False,
+            "schema": {"anyOf": [{"type": "string"}, {"type": "null"}], "title": "Idempotency-Key"},
+        }
+    ],
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PaymentRequestIn"}}},
+    },
+}
+schema.register_request_model(PaymentRequestIn)
 
 
 @router.post(
@@ -117,13 +156,15 @@ async def audited_agent(request: Request, agent: AgentDep) -> AgentIdentity:
         **schema.ok(schema.DeclinedTransaction, "declined: the transaction with `error` added", 402),
         **schema.errors(401, 403, 409, 413, 422, 429, 503),
     },
+    openapi_extra=_OPENAPI,
 )
-async def create_payment_request(
-    body: PaymentRequestIn,
-    request: Request,
-    agent: Annotated[AgentIdentity, Depends(audited_agent)],
-    idempotency_key: Annotated[str | None, Header()] = None,
-) -> JSONResponse:
+async def create_payment_request(request: Request) -> JSONResponse:
+    # In FastAPI's order: a body that is not JSON is refused first, then the caller is authenticated, then the body
+    # is validated (from here on a refused request is audited too: ARCHITECTURE.md, I3).
+    data = _json_body(await request.body(), request.headers.get("content-type"))
+    agent = await current_agent(request)
+    request.state.on_rejected = functools.partial(payments.record_rejection, agent)
+    body = _payment_request_in(data)
     # The settings are read here rather than as a dependency: it saves FastAPI work on every request.
     settings = get_settings()
     currency = body.currency.lower()
@@ -135,7 +176,7 @@ async def create_payment_request(
         merchant=body.merchant,
         purpose=body.purpose,
         context=body.context or {},
-        idempotency_key=_idempotency_key(body.idempotency_key, idempotency_key),
+        idempotency_key=_idempotency_key(body.idempotency_key, request.headers.get("idempotency-key")),
         callback_url=_callback_url(body.callback_url, local=settings.is_local),
     )
     outcome = await payments.request_payment(

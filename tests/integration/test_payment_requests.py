@@ -544,6 +544,37 @@ def test_a_body_that_is_not_utf8_json_is_a_422(client: Any, agent: Agent) -> Non
     assert response.status_code == 422 and response.json()["error"]["code"] == "validation_error"
 
 
+@pytest.mark.parametrize(
+    ("body", "content_type", "message"),
+    [
+        (b'{"amount": 100, "merchant": "m"', "application/json", "JSON decode error"),
+        (b"", "application/json", "Field required"),
+        (b'{"amount":100,"merchant":"m","purpose":"p","idempotency_key":"k"}', "text/plain", "valid dictionary"),
+        (b"[1, 2]", "application/json; charset=utf-8", "valid dictionary"),
+    ],
+)
+def test_a_body_that_is_not_a_json_object_is_a_422_on_body(
+    client: Any, agent: Agent, body: bytes, content_type: str, message: str
+) -> None:
+    from tests.support.signing import signed_headers
+
+    headers = {**signed_headers(agent.api_key, "POST", PATH, body), "Content-Type": content_type}
+    response = client.post(PATH, content=body, headers=headers)
+    assert response.status_code == 422, response.text
+    [error] = response.json()["error"]["errors"]
+    assert error["field"] == "body" and message in error["message"]
+    assert spent_counter(agent) == 0
+
+
+def test_a_json_type_with_parameters_or_a_suffix_is_json(client: Any, agent: Agent) -> None:
+    from tests.support.signing import signed_headers
+
+    for content_type in ("application/json; charset=utf-8", "application/vnd.agentpay+json", "APPLICATION/JSON"):
+        body = f'{{"amount":100,"merchant":"m","purpose":"p","idempotency_key":"{uuid.uuid4().hex}"}}'.encode()
+        headers = {**signed_headers(agent.api_key, "POST", PATH, body), "Content-Type": content_type}
+        assert client.post(PATH, content=body, headers=headers).status_code == 201, content_type
+
+
 def test_a_failure_after_the_reservation_gives_the_hold_back(
     client: Any, agent: Agent, monkeypatch: pytest.MonkeyPatch
 ) -> None:
