@@ -83,6 +83,8 @@ def _redrive_charges(settings: Settings, report: SweepReport) -> None:
     """Approved transactions with no charge result after a few minutes get their charge job published again.
 
     Each one re-driven has its updated_at moved on, so the next batch (and the next sweep) skips it for a while.
+    One whose charge job still waits in the outbox is behind, not lost: `_republish_jobs` handles that job, and a
+    new one each pass would only lengthen the queue it waits in.
     """
     for _ in range(MAX_BATCHES):
         with db.transaction() as conn:
@@ -94,6 +96,11 @@ def _redrive_charges(settings: Settings, report: SweepReport) -> None:
                     WHERE status = 'approved' AND updated_at < %(now)s - make_interval(secs => %(after)s)
                       AND (charge_attempt_at IS NULL
                            OR charge_attempt_at < %(now)s - make_interval(secs => %(lease)s))
+                      AND NOT EXISTS (
+                          SELECT 1 FROM job_outbox
+                          WHERE published_at IS NULL AND job_type = 'charge'
+                            AND payload->>'transaction_id' = transactions.id::text
+                      )
                     ORDER BY updated_at LIMIT %(batch)s
                     FOR UPDATE SKIP LOCKED
                 )

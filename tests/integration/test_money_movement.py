@@ -473,6 +473,31 @@ def test_the_sweep_redrives_an_approved_transaction_whose_job_was_lost(client: A
     assert transaction(client, agent, tx["id"])["status"] == "completed"
 
 
+def test_the_sweep_does_not_redrive_a_charge_whose_job_still_waits_in_the_outbox(client: Any, agent: Agent) -> None:
+    """A backlog (a Stripe outage, a slow dispatcher) is not a lost job: re-driving it every pass would add a new
+    job per transaction per pass, and the dispatcher would fall further behind with each one."""
+    from shared import db
+    from shared.clock import clock
+    from shared.config import get_settings
+    from shared.sweep import run_sweep
+
+    tx = pay(client, agent, 400).json()
+    clock.offset_seconds = 600
+    try:
+        run_sweep(get_settings())
+        run_sweep(get_settings())
+    finally:
+        clock.offset_seconds = 0
+    with db.connection() as conn:
+        charge_jobs = conn.execute(
+            "SELECT count(*) AS n FROM job_outbox WHERE job_type = 'charge' AND payload->>'transaction_id' = %s",
+            (tx["id"],),
+        ).fetchone()["n"]
+    assert charge_jobs == 1
+    deliver_pending(client, tx["id"])
+    assert transaction(client, agent, tx["id"])["status"] == "completed"
+
+
 def test_the_sweep_frees_a_hold_whose_request_died_before_its_row(client: Any, agent: Agent) -> None:
     from shared import budget
     from shared.aio import close_loop_clients
