@@ -122,6 +122,31 @@ def test_data_survives_stop_and_start(home: Path) -> None:
         assert [c["email"] for c in list_customers(again)] == ["admin@example.com"]
 
 
+def test_stripe_changes_reach_the_state_file_while_running(stack: LocalStack, home: Path) -> None:
+    """localstripe's writes are batched, not dropped: a burst of changes is on disk shortly after, with no stop."""
+    import pickle
+    import time
+
+    from shared.localstack import STRIPE_STATE_WRITE_DELAY
+
+    services = stack.start()
+    emails = [f"burst-{i}@example.com" for i in range(40)]
+    with httpx.Client(base_url=services.stripe_api_base, auth=(STRIPE_KEY, "")) as client:
+        for email in emails:
+            client.post("/v1/customers", data={"email": email}).raise_for_status()
+    state = home / "stripe" / "localstripe.pickle"
+    deadline = time.monotonic() + STRIPE_STATE_WRITE_DELAY + 10
+    saved: set[object] = set()
+    while time.monotonic() < deadline:
+        if state.exists():
+            store = pickle.loads(state.read_bytes())
+            saved = {getattr(obj, "email", None) for key, obj in store.items() if key.startswith("customer:")}
+            if saved >= set(emails):
+                break
+        time.sleep(0.1)
+    assert saved >= set(emails)
+
+
 def test_redis_refuses_while_stopped_and_keeps_its_data(stack: LocalStack) -> None:
     services = stack.start()
     redis.Redis.from_url(services.redis_url).set("hold:tx-1", "500")
