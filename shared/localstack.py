@@ -781,6 +781,36 @@ def serve_localstripe() -> None:
     for index, (method, path, _handler) in enumerate(resources.extra_apis):
         if path == "/v1/payment_intents/{id}/confirm":
             resources.extra_apis[index] = (method, path, confirm)
+    # Stripe filters a PaymentIntent list by customer and creation time, newest first. localstripe refuses every
+    # filter, so the charge worker's search for an intent an earlier attempt created but never recorded
+    # (shared/charges.py, _unrecorded_intent) fell back to paging through every intent in the store: seconds per
+    # retry once there were thousands, past the Stripe timeout, so retried charges never finished.
+    unfiltered = resources.PaymentIntent._api_list_all
+
+    def list_payment_intents(
+        cls: type, url: str, limit: object = None, starting_after: object = None, customer: object = None,
+        created: object = None, **kwargs: object,
+    ) -> Any:  # fmt: skip
+        listing = unfiltered(url, limit=limit, starting_after=starting_after, **kwargs)
+        bounds = created if isinstance(created, dict) else {} if created is None else {"eq": created}
+        compare = {"eq": int.__eq__, "gt": int.__gt__, "gte": int.__ge__, "lt": int.__lt__, "lte": int.__le__}
+        try:
+            tests = [(compare[op], int(str(value))) for op, value in bounds.items()]
+        except (KeyError, ValueError) as exc:
+            raise resources.UserError(400, "Bad request") from exc
+        listing._list = sorted(
+            (
+                intent
+                for intent in listing._list
+                if (customer is None or intent.customer == customer)
+                and all(test(int(intent.created), value) for test, value in tests)
+            ),
+            key=lambda intent: intent.created,
+            reverse=True,
+        )
+        return listing
+
+    resources.PaymentIntent._api_list_all = classmethod(list_payment_intents)
     from localstripe import server  # registers its routes from extra_apis on import
 
     # Fault injection for tests: POST /_agentpay/outage?seconds=N makes every Stripe call answer 500 for N s.

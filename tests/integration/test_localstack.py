@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -145,6 +146,36 @@ def test_stripe_changes_reach_the_state_file_while_running(stack: LocalStack, ho
                 break
         time.sleep(0.1)
     assert saved >= set(emails)
+
+
+def test_stripe_payment_intents_list_by_customer_and_creation_time(stack: LocalStack) -> None:
+    """As Stripe does (the charge worker's search for an unrecorded intent depends on it): only the customer's
+    intents, within the `created` bounds, newest first; an unknown bound is a 400."""
+    import time
+
+    services = stack.start()
+    with httpx.Client(base_url=services.stripe_api_base, auth=(STRIPE_KEY, "")) as client:
+        customers = [client.post("/v1/customers", data={"email": f"c{i}@example.com"}).json()["id"] for i in (1, 2)]
+        made = {
+            customer: [
+                client.post(
+                    "/v1/payment_intents", data={"amount": amount, "currency": "usd", "customer": customer}
+                ).json()["id"]
+                for amount in (100, 200, 300)
+            ]
+            for customer in customers
+        }
+
+        def listed(**params: object) -> Any:
+            return client.get("/v1/payment_intents", params={"limit": 100, **params})
+
+        now = int(time.time())
+        mine = listed(customer=customers[0], **{"created[gte]": now - 60}).json()["data"]
+        assert {i["id"] for i in mine} == set(made[customers[0]])
+        assert [i["created"] for i in mine] == sorted((i["created"] for i in mine), reverse=True)
+        assert listed(customer=customers[0], **{"created[gt]": now + 60}).json()["data"] == []
+        assert len(listed().json()["data"]) == 6
+        assert listed(**{"created[soon]": now}).status_code == 400
 
 
 def test_redis_refuses_while_stopped_and_keeps_its_data(stack: LocalStack) -> None:
