@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     # idempotency key would hand back the first; a Stripe-compatible server without one would not).
     stripe_timeout_seconds: float = 10.0
     charge_redrive_seconds: int = 180  # an approved transaction with no charge result after this is charged again
+    # A job still unpublished after this is published again by the sweep: its publisher died (a Lambda cut short, a
+    # local server whose dispatcher queue went with its process) or the transport failed.
+    job_republish_seconds: float = Field(default=60.0, gt=0)
     sweep_interval_seconds: float = 30.0  # the local server's sweep; production runs it every 5 minutes
     # Fault injection for the local dispatcher: deliver every job this many times, in parallel.
     duplicate_deliveries: int = Field(default=1, alias="agentpay_duplicate_deliveries")

@@ -31,7 +31,6 @@ JOB_PATHS = {"charge": "/v1/jobs/charge", "email": "/v1/jobs/email", "webhook": 
 FAILURE_PATH = "/v1/jobs/failed"
 QSTASH_RETRIES = 5
 LOCAL_ATTEMPTS = 6  # first delivery plus five retries, like QSTASH_RETRIES
-REPUBLISH_AFTER_SECONDS = 60  # the sweep publishes again what no transport took within this
 
 
 @dataclass(frozen=True)

@@ -121,7 +121,7 @@ def _redrive_charges(settings: Settings, report: SweepReport) -> None:
 
 
 def _republish_jobs(settings: Settings, report: SweepReport) -> None:
-    waiting = jobs.unpublished(older_than_seconds=jobs.REPUBLISH_AFTER_SECONDS)
+    waiting = jobs.unpublished(older_than_seconds=settings.job_republish_seconds)
     jobs.publish(list(waiting))
     report.jobs_republished += len(waiting)
 

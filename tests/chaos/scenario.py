@@ -42,6 +42,8 @@ SERVER_ENV = {
     "CHARGE_LEASE_SECONDS": "10",
     "STRIPE_TIMEOUT_SECONDS": "2.4",
     "SWEEP_INTERVAL_SECONDS": "1",
+    # A killed server's dispatcher queue is lost with it: its jobs are published again after 5 s, not 60.
+    "JOB_REPUBLISH_SECONDS": "5",
 }
 HELD = ("pending", "approved", "completed")
 PER_TX_LIMIT = 5000

@@ -498,6 +498,45 @@ def test_the_sweep_does_not_redrive_a_charge_whose_job_still_waits_in_the_outbox
     assert transaction(client, agent, tx["id"])["status"] == "completed"
 
 
+def test_the_sweep_publishes_again_a_job_unpublished_for_longer_than_job_republish_seconds(
+    client: Any, agent: Agent
+) -> None:
+    """A dispatcher's queue dies with its process (a killed local server): the sweep publishes those jobs again once
+    they have waited JOB_REPUBLISH_SECONDS, and leaves younger ones to the publisher still at work."""
+    from shared import db, jobs
+    from shared.config import get_settings
+    from shared.sweep import run_sweep
+
+    tx = pay(client, agent, 400).json()
+    published: list[str] = []
+
+    class Recorder:
+        def send(self, job: Any) -> None:
+            published.append(job.payload.get("transaction_id"))
+
+    def sweep_with_job_aged(age: str, republish_seconds: float) -> bool:
+        published.clear()
+        with db.connection() as conn:
+            conn.execute(
+                "UPDATE job_outbox SET created_at = now() - %s::interval WHERE payload->>'transaction_id' = %s",
+                (age, tx["id"]),
+            )
+        run_sweep(get_settings().model_copy(update={"job_republish_seconds": republish_seconds}))
+        return tx["id"] in published
+
+    jobs.install_local_dispatcher(Recorder())  # type: ignore[arg-type]
+    try:
+        year = 365 * 86400
+        assert not sweep_with_job_aged("30 seconds", 60)
+        # 30 years old: the oldest waiting job, so first in the sweep's batch whatever else waits
+        assert not sweep_with_job_aged("30 years", 40 * year)
+        assert sweep_with_job_aged("30 years", 20 * year)
+    finally:
+        jobs.install_local_dispatcher(None)
+    deliver_pending(client, tx["id"])
+    assert transaction(client, agent, tx["id"])["status"] == "completed"
+
+
 def test_the_sweep_frees_a_hold_whose_request_died_before_its_row(client: Any, agent: Agent) -> None:
     from shared import budget
     from shared.aio import close_loop_clients
