@@ -320,7 +320,7 @@ def init_sentry(dsn: str | None, *, environment: str, transport: Any = None) -> 
 
 # Python's cycle collector runs after every 700 net allocations by default: on this hot path, several times per
 # request, each pass walking the young objects. Requests leave little cyclic garbage, so it may wait far longer
-# (`make bench-compare`: about 7 % of the server's CPU per payment request).
+# (two servers on one stack, loaded in turns: about 7 % less server CPU per payment request).
 GC_THRESHOLDS = (50_000, 20, 10)
 
 
