@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
@@ -15,7 +15,9 @@ from shared import budget
 from shared.redis_store import AsyncRedisPyStore, AsyncRedisStore, InThreadStore, RedisPyStore, RedisStore, UpstashStore
 from tests.support.upstash_bridge import UpstashBridge
 
-DAY = date(2026, 11, 24)
+# Today: day keys expire two days after their day, so a fixed date would make Redis drop them at once once it
+# lies more than two days back (these tests began failing three days after the date they were written with).
+DAY = datetime.now(UTC).date()
 LIMITS = budget.LimitsSnapshot(
     daily_limit_cents=1000, per_tx_limit_cents=600, approval_threshold_cents=300, max_requests_per_minute=50
 )
