@@ -178,6 +178,8 @@ class Server:
             "--log-level",
             "warning",
             "--no-access-log",
+            "--http",
+            "shared.local_http:BoundedHttpToolsProtocol",
         ]
         if workers > 1:
             command += ["--workers", str(workers)]

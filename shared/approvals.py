@@ -78,12 +78,11 @@ def read_token(token: str, *, action: Action, secret: str) -> ApprovalToken:
         transaction_id = uuid.UUID(str(claims["sub"]))
     except ValueError as exc:
         raise InvalidToken() from exc
-    return ApprovalToken(
-        transaction_id=transaction_id,
-        action=action,
-        expires_at=datetime.fromtimestamp(int(claims["exp"]), tz=clock.now().tzinfo),
-        jti=str(claims["jti"]),
-    )
+    try:
+        expires_at = datetime.fromtimestamp(int(claims["exp"]), tz=clock.now().tzinfo)
+    except (ValueError, OverflowError, OSError) as exc:  # an end no datetime can hold: not a token we issued
+        raise InvalidToken() from exc
+    return ApprovalToken(transaction_id=transaction_id, action=action, expires_at=expires_at, jti=str(claims["jti"]))
 
 
 @dataclass(frozen=True)

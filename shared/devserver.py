@@ -192,8 +192,16 @@ def run_dev_server(*, port: int) -> int:
         from shared.local_app import build_server_app
 
         app = build_server_app()
+        from shared.local_http import BoundedHttpToolsProtocol
+
         config = uvicorn.Config(
-            app, host=settings.agentpay_host, port=port, log_level="warning", access_log=False, lifespan="on"
+            app,
+            host=settings.agentpay_host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            http=BoundedHttpToolsProtocol,
         )
         server = uvicorn.Server(config)
         dev = write_dev_file(settings, demo)

@@ -238,6 +238,16 @@ class RateLimited(AgentPayError):
         self.headers = {"Retry-After": str(retry_after)}
 
 
+# 431 ---------------------------------------------------------------------------------------------------------------
+class HeadersTooLarge(AgentPayError):
+    """The request's headers together are larger than the server reads (16 KiB)."""
+
+    http_status = 431
+    type = "invalid_request"
+    code = "headers_too_large"
+    message = "The request headers are larger than 16 KiB in all."
+
+
 # 503 ---------------------------------------------------------------------------------------------------------------
 class ServiceUnavailable(AgentPayError):
     """A dependency did not answer; nothing was approved."""

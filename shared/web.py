@@ -1,4 +1,4 @@
-"""The FastAPI application every function is built from: error shape, request ids, body limit, logs, Sentry."""
+"""The FastAPI application every function is built from: error shape, request ids, request bounds, logs, Sentry."""
 
 from __future__ import annotations
 
@@ -24,9 +24,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.aio import close_loop_clients
 from shared.config import get_settings
-from shared.errors import AgentPayError, NotFound, PayloadTooLarge, ValidationFailed
+from shared.errors import AgentPayError, HeadersTooLarge, NotFound, PayloadTooLarge, ValidationFailed
+from shared.json_bounds import nests_deeper_than
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_HEADER_BYTES = 16 * 1024  # names and values of all request headers together
+# A JSON body nests at most this deep (the body itself is level 1). Python's parser and our own recursive checks
+# would otherwise run into the interpreter's recursion limit on a hostile body: a 500 with a logged trace.
+MAX_JSON_DEPTH = 32
+TOO_DEEP = ValidationFailed([{"field": "body", "message": f"is nested deeper than {MAX_JSON_DEPTH} levels"}])
+# Every answer: never sniffed as another type, and never kept by a cache (some carry keys shown once); a route that
+# wants caching (static files) sets its own Cache-Control.
+DEFAULT_RESPONSE_HEADERS = ((b"x-content-type-options", b"nosniff"), (b"cache-control", b"no-store"))
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 agent_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("agent_id", default=None)
@@ -72,7 +81,8 @@ def new_request_id() -> str:
 
 
 class RequestContextMiddleware:
-    """Gives every request an id (echoed in X-Request-Id), refuses bodies over 64 KiB, logs one line per request."""
+    """Gives every request an id (echoed in X-Request-Id), bounds what it makes us read (headers, body size, JSON
+    nesting) before any route sees it, adds the default response headers, logs one line per request."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -94,14 +104,18 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status, response_started = message["status"], True
                 headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers += [header for header in DEFAULT_RESPONSE_HEADERS if header[0] not in present]
                 headers.append((b"x-request-id", request_id.encode()))
                 message["headers"] = headers
             await send(message)
 
         try:
-            declared = _content_length(scope)
-            if declared is not None and declared > MAX_BODY_BYTES:
-                await _send_error(PayloadTooLarge(), request_id, send_with_id)
+            refusal = _refusal_of_head(scope)
+            if refusal is None and _has_json_body(scope):
+                receive, refusal = await _checked_json_body(receive)
+            if refusal is not None:
+                await _send_error(refusal, request_id, send_with_id)
                 return
             await self.app(scope, _limited(receive), send_with_id)
         except _BodyTooLarge:
@@ -133,6 +147,17 @@ class _BodyTooLarge(Exception):
     pass
 
 
+def _refusal_of_head(scope: Scope) -> AgentPayError | None:
+    """What the request line and headers alone refuse: headers over their bound, a declared body over its own."""
+    headers = scope.get("headers", [])
+    if sum(len(name) + len(value) for name, value in headers) > MAX_HEADER_BYTES:
+        return HeadersTooLarge()
+    declared = _content_length(scope)
+    if declared is not None and declared > MAX_BODY_BYTES:
+        return PayloadTooLarge()
+    return None
+
+
 def _content_length(scope: Scope) -> int | None:
     for name, value in scope.get("headers", []):
         if name == b"content-length":
@@ -141,6 +166,54 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+def _has_json_body(scope: Scope) -> bool:
+    """A body our routes would parse as JSON: declared as JSON, or sent with no type at all (the payment route
+    reads an untyped body as JSON). Forms and GETs stream through untouched."""
+    content_type = None
+    has_body = False
+    for name, value in scope.get("headers", []):
+        if name == b"content-type":
+            content_type = value
+        elif name == b"content-length":
+            has_body = value.strip() not in (b"0", b"")
+        elif name == b"transfer-encoding":
+            has_body = True
+    if not has_body:
+        return False
+    if content_type is None:
+        return True
+    media = content_type.partition(b";")[0].strip().lower()
+    return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
+
+
+async def _checked_json_body(receive: Receive) -> tuple[Receive, AgentPayError | None]:
+    """Read the whole (at most 64 KiB) JSON body and measure its nesting before any route parses it.
+
+    Returns a receive that hands the app the same body, and the refusal if there is one."""
+    messages: list[Message] = []
+    chunks: list[bytes] = []
+    seen = 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            break  # the client went away: the app sees that as it would have
+        chunk = message.get("body", b"")
+        seen += len(chunk)
+        if seen > MAX_BODY_BYTES:
+            return receive, PayloadTooLarge()
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    if nests_deeper_than(b"".join(chunks), MAX_JSON_DEPTH):
+        return receive, TOO_DEEP
+
+    async def replay() -> Message:
+        return messages.pop(0) if messages else await receive()
+
+    return replay, None
 
 
 def _limited(receive: Receive) -> Receive:

@@ -153,6 +153,8 @@ class ServerProcess:
                 "--log-level",
                 "warning",
                 "--no-access-log",
+                "--http",
+                "shared.local_http:BoundedHttpToolsProtocol",
             ],
             cwd=REPO,
             env=env,

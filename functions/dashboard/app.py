@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from mangum import Mangum
-from pydantic import ConfigDict, EmailStr, Field
+from pydantic import ConfigDict, EmailStr, Field, StrictInt
 
 from functions.dashboard import web
 from shared import agents, approvals, dashboard, db, organizations, stripe_api, transactions
@@ -29,12 +29,13 @@ class SignupIn(RequestModel):
 
 
 class LimitsIn(RequestModel):
+    # Strict, as payment amounts are: "1000", 1000.0 and true are refused, never read as a number of cents.
     model_config = ConfigDict(extra="forbid")
 
-    daily_limit: int = Field(ge=0, le=agents.MAX_DAILY_LIMIT_CENTS)
-    per_transaction_limit: int = Field(ge=0, le=agents.MAX_DAILY_LIMIT_CENTS)
-    approval_threshold: int = Field(ge=0, le=agents.MAX_DAILY_LIMIT_CENTS)
-    max_requests_per_minute: int = Field(default=agents.DEFAULT_MAX_REQUESTS_PER_MINUTE, ge=1, le=10_000)
+    daily_limit: StrictInt = Field(ge=0, le=agents.MAX_DAILY_LIMIT_CENTS)
+    per_transaction_limit: StrictInt = Field(ge=0, le=agents.MAX_DAILY_LIMIT_CENTS)
+    approval_threshold: StrictInt = Field(ge=0, le=agents.MAX_DAILY_LIMIT_CENTS)
+    max_requests_per_minute: StrictInt = Field(default=agents.DEFAULT_MAX_REQUESTS_PER_MINUTE, ge=1, le=10_000)
 
     def to_limits(self) -> agents.Limits:
         return agents.Limits(

@@ -109,6 +109,8 @@ def _json_body(raw: bytes, content_type: str | None) -> Any:
         raise ValidationFailed([{"field": "body", "message": "JSON decode error"}]) from exc
     except UnicodeDecodeError as exc:
         raise ValidationFailed([{"field": "body", "message": "is not valid JSON in UTF-8"}]) from exc
+    except ValueError as exc:  # Python converts integers of at most 4300 digits
+        raise ValidationFailed([{"field": "body", "message": "has a number longer than 4300 digits"}]) from exc
 
 
 def _payment_request_in(data: Any) -> PaymentRequestIn:

@@ -160,6 +160,7 @@ class ChaosServer(ServerProcess):
                     *("-m", "uvicorn", "shared.local_app:build_server_app", "--factory"),
                     *("--host", "127.0.0.1", "--port", str(port)),
                     *("--log-level", "warning", "--no-access-log"),
+                    *("--http", "shared.local_http:BoundedHttpToolsProtocol"),
                 ],
                 cwd=REPO,
                 env=env,

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import time
 import uuid
 from typing import Any
@@ -453,6 +454,38 @@ def test_hostile_limits_are_422_and_change_nothing(client: Any, agent: Agent, va
     assert fingerprint(agent) == before
 
 
+# Money and limits are strict integers, as payment amounts are: "1000000" or true never becomes a limit (the pen test:
+# `true` became 1).
+LOOSE_INTEGERS = ["1000000", True, False, 1000.0, " 1000 ", "1_000", 1e3]
+LIMIT_FIELDS = ["daily_limit", "per_transaction_limit", "approval_threshold", "max_requests_per_minute"]
+
+
+@pytest.mark.parametrize("value", LOOSE_INTEGERS, ids=lambda v: repr(v))
+@pytest.mark.parametrize("field", LIMIT_FIELDS)
+def test_limits_that_are_not_json_integers_are_422_on_every_limits_route(
+    client: Any, agent: Agent, field: str, value: Any
+) -> None:
+    before = fingerprint(agent)
+    limits: dict[str, Any] = {
+        "daily_limit": 5_000_000,
+        "per_transaction_limit": 2_000_000,
+        "approval_threshold": 1_000_000,
+        "max_requests_per_minute": 1000,
+        field: value,
+    }
+    headers = agent.org.admin_headers
+    changed = client.put(f"/v1/dashboard/agents/{agent.id}/limits", json=limits, headers=headers)
+    created = client.post("/v1/dashboard/agents", json={"name": "loose", "limits": limits}, headers=headers)
+    for response, where in ((changed, field), (created, f"limits.{field}")):
+        assert_clean(response, agent.api_key, agent.org.admin_key)
+        assert response.status_code == 422, response.text[:300]
+        error = response.json()["error"]
+        assert error["code"] == "validation_error" and [e["field"] for e in error["errors"]] == [where], error
+    assert fingerprint(agent) == before
+    names = [a["name"] for a in client.get("/v1/dashboard/agents", headers=headers).json()["data"]]
+    assert "loose" not in names
+
+
 @pytest.mark.parametrize("value", SQL + MARKUP + ["\x00", "😀" * 300], ids=lambda v: repr(v)[:20])
 def test_hostile_dashboard_query_parameters_never_break_a_query(client: Any, agent: Agent, value: str) -> None:
     headers = agent.org.admin_headers
@@ -542,6 +575,10 @@ def _token_cases(tx_id: str) -> dict[str, tuple[str, tuple[int, ...]]]:
         "sub-unknown-tx": (_hmac_token(hs256, _claims(str(uuid.uuid4())), secret), (400, 404)),  # 400 on /decline
         "act-sql": (_hmac_token(hs256, _claims(tx_id, action="approve' OR 1=1"), secret), (400,)),
         "exp-string": (_hmac_token(hs256, _claims(tx_id, exp="never"), secret), (400,)),
+        # Signed with our secret, but no datetime can hold when they end (the pen test: "year out of range", a 500).
+        "exp-year-33658": (_hmac_token(hs256, _claims(tx_id, exp=10**12), secret), (400,)),
+        "exp-past-time_t": (_hmac_token(hs256, _claims(tx_id, exp=10**30), secret), (400,)),
+        "exp-float-huge": (_hmac_token(hs256, _claims(tx_id, exp=1e300), secret), (400,)),
         "nbf-future": (_hmac_token(hs256, _claims(tx_id, nbf=4_000_000_000), secret), (400, 401)),
         "header-not-json": (f"{_b64(b'not json')}.{body}.{sig}", (400,)),
         "four-parts": (f"{good}.extra", (400,)),
@@ -722,3 +759,102 @@ def test_approval_and_dashboard_pages_show_hostile_text_escaped(client: Any) -> 
         assert "&lt;script&gt;alert(" in page.text
         assert "alert(&#39;purpose&#39;)" in page.text or "alert(&#x27;purpose&#x27;)" in page.text
     assert read_back(client, agent, tx["id"])["status"] == "pending", "showing the pages changed nothing"
+
+
+# Nesting and numbers: bounded before anything else, on every JSON route -----------------------------------------
+# The pen test: `context` nested 10,000 deep was an unauthenticated 500 that logged a 3.9 KB trace per request.
+MAX_DEPTH = 32  # what the contract allows a JSON body: the body itself is level 1
+
+
+def nested(kind: str, depth: int, leaf: Any = 1) -> Any:
+    """A value `depth` containers deep: objects, arrays, or the two alternating."""
+    value = leaf
+    for level in range(depth):
+        as_array = kind == "arrays" or (kind == "mixed" and level % 2)
+        value = [value] if as_array else {"k": value}
+    return value
+
+
+def deep_text(kind: str, depth: int) -> bytes:
+    """The JSON text of nested(kind, depth) without recursing (json.dumps would hit Python's own limit)."""
+    opens = "".join("[" if kind == "arrays" or (kind == "mixed" and i % 2) else '{"k":' for i in reversed(range(depth)))
+    closes = "".join("]" if kind == "arrays" or (kind == "mixed" and i % 2) else "}" for i in range(depth))
+    return (opens + "1" + closes).encode()
+
+
+def _json_routes(client: Any, agent: Agent, transaction_id: str) -> list[tuple[str, str, Any]]:
+    """Every route that reads a JSON body, with the headers an honest caller would send (or none)."""
+    admin = agent.org.admin_headers
+    return [
+        ("POST", PAY, lambda body: signed_headers(agent.api_key, "POST", PAY, body)),
+        ("POST", PAY, lambda body: {"Content-Type": "application/json"}),  # no key at all
+        ("POST", "/v1/orgs", lambda body: {"Content-Type": "application/json"}),
+        ("POST", "/v1/dashboard/agents", lambda body: {**admin, "Content-Type": "application/json"}),
+        ("PUT", f"/v1/dashboard/agents/{agent.id}/limits", lambda body: {**admin, "Content-Type": "application/json"}),
+        (
+            "POST",
+            f"/v1/dashboard/transactions/{transaction_id}/decline",
+            lambda body: {**admin, "Content-Type": "application/json"},
+        ),
+        ("POST", "/v1/jobs/charge", lambda body: {"Content-Type": "application/json"}),
+    ]
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 1000, 10_000])
+@pytest.mark.parametrize("kind", ["objects", "arrays", "mixed"])
+def test_json_nested_too_deep_is_422_on_every_route_logs_no_error_and_changes_nothing(
+    client: Any, roomy_agent: Agent, caplog: pytest.LogCaptureFixture, kind: str, depth: int
+) -> None:
+    earlier = signed_post(client, roomy_agent.api_key, PAY, pay_payload()).json()
+    before = fingerprint(roomy_agent)
+    inner = deep_text(kind, depth - 1)  # the body's own object is the first level
+    bodies = [
+        b'{"amount":100,"merchant":"m","purpose":"p","idempotency_key":"deep","context":' + inner + b"}",
+        b'{"name":"x","limits":' + inner + b"}",
+        deep_text(kind, depth),
+    ]
+    tried = 0
+    with caplog.at_level(logging.INFO):
+        for method, path, headers_for in _json_routes(client, roomy_agent, earlier["id"]):
+            for body in bodies:
+                response = client.request(method, path, content=body, headers=headers_for(body))
+                assert_clean(response, roomy_agent.api_key, roomy_agent.org.admin_key)
+                error = response.json()["error"]
+                assert (response.status_code, error["code"]) == (422, "validation_error"), (path, response.text[:200])
+                assert error["errors"] == [{"field": "body", "message": f"is nested deeper than {MAX_DEPTH} levels"}], (
+                    path,
+                    error,
+                )
+                tried += 1
+    assert tried == 21
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]
+    assert fingerprint(roomy_agent) == before
+    assert read_back(client, roomy_agent, earlier["id"])["status"] == earlier["status"]
+
+
+@pytest.mark.parametrize("kind", ["objects", "arrays", "mixed"])
+def test_a_context_nested_to_the_limit_is_stored_as_sent(client: Any, roomy_agent: Agent, kind: str) -> None:
+    context = {"k": nested(kind, MAX_DEPTH - 2)}  # body (1) > context (2) > ... = MAX_DEPTH levels in all
+    response = signed_post(client, roomy_agent.api_key, PAY, pay_payload(context=context))
+    assert response.status_code == 201, response.text[:300]
+    assert read_back(client, roomy_agent, response.json()["id"])["context"] == context
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting(client: Any, roomy_agent: Agent) -> None:
+    text = '[{"' * 2000 + '\\"]}' * 50
+    response = signed_post(client, roomy_agent.api_key, PAY, pay_payload(purpose=text[:2000], context={"t": text}))
+    assert response.status_code == 201, response.text[:300]
+    assert read_back(client, roomy_agent, response.json()["id"])["context"] == {"t": text}
+
+
+@pytest.mark.parametrize("path", [PAY, "/v1/orgs"])
+def test_a_number_too_long_to_parse_is_422_not_500(client: Any, roomy_agent: Agent, path: str) -> None:
+    """Python refuses to convert integers of more than 4300 digits: that is the client's input, not our failure."""
+    before = fingerprint(roomy_agent)
+    body = b'{"amount":' + b"9" * 5000 + b',"merchant":"m","purpose":"p","idempotency_key":"k","name":"n"}'
+    headers = signed_headers(roomy_agent.api_key, "POST", path, body)
+    response = client.post(path, content=body, headers=headers)
+    assert_clean(response, roomy_agent.api_key)
+    assert (response.status_code, response.json()["error"]["code"]) == (422, "validation_error"), response.text
+    assert fingerprint(roomy_agent) == before
