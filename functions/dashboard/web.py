@@ -225,6 +225,7 @@ class SignedIn:
 
     organization_id: uuid.UUID
     organization: dict[str, Any]
+    session_id: uuid.UUID
     csrf: str
 
     @property
@@ -237,17 +238,16 @@ def _secret(settings: Settings) -> str:
 
 
 def signed_in(request: Request) -> SignedIn:
-    settings = get_settings()
-    secret = _secret(settings)
+    secret = _secret(get_settings())
     with db.connection() as conn:
-        session = dashboard.load_session(conn, secret, request.cookies.get(SESSION_COOKIE))
-        organization = organizations.get_organization(conn, session.organization_id) if session else None
-    if session is None or organization is None:
+        session = dashboard.load_session(conn, request.cookies.get(SESSION_COOKIE))
+    if session is None:
         raise LoginRequired()
     return SignedIn(
         organization_id=session.organization_id,
-        organization=organization,
-        csrf=dashboard.csrf_token(secret, session.session_id),
+        organization=session.organization,
+        session_id=session.session_id,
+        csrf=dashboard.session_csrf_token(secret, session.session_id),
     )
 
 
@@ -372,21 +372,25 @@ def login(request: Request, form: AnonymousFormDep) -> Response:
     key = form.get("admin_key", "").strip()
     try:
         admin = auth.authenticate_admin(f"Bearer {key}")
+        with db.connection() as conn:
+            session = dashboard.open_session(
+                conn, organization_id=admin.organization_id, admin_key_hash=auth.hash_key(key)
+            )
     except AuthenticationFailed:
         message = "That admin key is not valid. Paste the whole key, starting with apa_."
         if key.startswith("apk_"):
             message = "That is an agent key. Log in with your organization's admin key (it starts with apa_)."
         return anonymous_page(request, "login.html", 401, error=message, notice=None)
-    cookie = dashboard.issue_session_cookie(
-        _secret(get_settings()), organization_id=admin.organization_id, admin_key_hash=auth.hash_key(key)
-    )
     response = see_other("/dashboard")
-    _set_cookie(response, SESSION_COOKIE, cookie, max_age=dashboard.SESSION_MAX_AGE_SECONDS)
+    _set_cookie(response, SESSION_COOKIE, session.token, max_age=dashboard.SESSION_MAX_AGE_SECONDS)
     return response
 
 
 @router.post("/logout")
-def logout(form: FormDep) -> Response:
+def logout(who: SignedInDep, form: FormDep) -> Response:
+    # Ended in the database first: a copy of the cookie (another tab, a stolen one) is refused from now on.
+    with db.connection() as conn:
+        dashboard.revoke_session(conn, session_id=who.session_id)
     response = see_other("/dashboard/login", notice="logged_out")
     response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
     return response

@@ -409,6 +409,120 @@ def test_logout_ends_the_session(client: Any, org: Org) -> None:
     assert client.get("/dashboard", follow_redirects=False).status_code == 303
 
 
+# Server-side sessions: logout, expiry and key changes end them ------------------------------------------------------
+def sessions_of(org: Org) -> list[dict[str, Any]]:
+    from shared import db
+
+    with db.connection() as conn:
+        return conn.execute("SELECT * FROM web_sessions WHERE organization_id = %s", (org.id,)).fetchall()
+
+
+def as_browser_with(cookie: str) -> dict[str, str]:
+    """The headers of a browser holding only this session cookie (a copy taken from another browser)."""
+    return {"Cookie": f"agentpay_session={cookie}"}
+
+
+def test_a_cookie_copied_before_logout_is_refused_after_it(client: Any, agent: Agent) -> None:
+    token = log_in(client, agent.org)
+    copied = client.cookies.get("agentpay_session")
+    response = client.post("/dashboard/logout", data={"csrf_token": token}, follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == "/dashboard/login?notice=logged_out"
+    client.cookies.clear()
+
+    page = client.get("/dashboard", headers=as_browser_with(copied), follow_redirects=False)
+    assert page.status_code == 303 and page.headers["location"] == "/dashboard/login"
+    disable = client.post(
+        f"/dashboard/agents/{agent.id}/disable",
+        data={"csrf_token": token},
+        headers=as_browser_with(copied),
+        follow_redirects=False,
+    )
+    assert disable.status_code == 303 and disable.headers["location"] == "/dashboard/login"
+    assert pay(client, agent, 100).status_code == 201, "the agent is still enabled"
+    (session,) = sessions_of(agent.org)
+    assert session["revoked_at"] is not None
+
+
+def test_an_expired_session_is_refused(client: Any, org: Org) -> None:
+    from shared import db
+
+    token = log_in(client, org)
+    with db.connection() as conn:
+        conn.execute(
+            "UPDATE web_sessions SET expires_at = now() - interval '1 second' WHERE organization_id = %s", (org.id,)
+        )
+    assert client.get("/dashboard", follow_redirects=False).headers["location"] == "/dashboard/login"
+    response = client.post("/dashboard/logout", data={"csrf_token": token}, follow_redirects=False)
+    assert response.headers["location"] == "/dashboard/login"
+
+
+def test_changing_the_admin_key_ends_the_sessions_opened_with_the_old_one(client: Any, agent: Agent) -> None:
+    from shared import db
+
+    token = log_in(client, agent.org)
+    with db.connection() as conn:
+        conn.execute("UPDATE organizations SET admin_key_hash = %s WHERE id = %s", (uuid.uuid4().hex, agent.org.id))
+    assert client.get("/dashboard", follow_redirects=False).headers["location"] == "/dashboard/login"
+    response = client.post(f"/dashboard/agents/{agent.id}/disable", data={"csrf_token": token}, follow_redirects=False)
+    assert response.headers["location"] == "/dashboard/login"
+    assert pay(client, agent, 100).status_code == 201, "the agent is still enabled"
+
+
+def test_revoking_an_organizations_sessions_ends_all_of_them_and_no_one_elses(app: Any, client: Any, org: Org) -> None:
+    from fastapi.testclient import TestClient
+
+    from shared import dashboard, db
+
+    other_org = make_org(client)
+    log_in(client, org)
+    with TestClient(app) as second, TestClient(app) as bystander:
+        log_in(second, org)
+        log_in(bystander, other_org)
+        with db.connection() as conn:
+            assert dashboard.revoke_sessions(conn, organization_id=uuid.UUID(org.id)) == 2
+            assert dashboard.revoke_sessions(conn, organization_id=uuid.UUID(org.id)) == 0
+        for browser in (client, second):
+            assert browser.get("/dashboard", follow_redirects=False).headers["location"] == "/dashboard/login"
+        assert bystander.get("/dashboard").status_code == 200
+    # A new login opens a new session.
+    log_in(client, org)
+    assert client.get("/dashboard").status_code == 200
+
+
+def test_the_database_holds_no_cookie_that_opens_a_session(client: Any, org: Org) -> None:
+    import hashlib
+
+    log_in(client, org)
+    cookie = client.cookies.get("agentpay_session")
+    assert len(cookie) >= 43, "at least 256 random bits"
+    (session,) = sessions_of(org)
+    stored = " ".join(str(value) for value in session.values())
+    assert cookie not in stored and org.admin_key not in stored
+    assert session["token_hash"] == hashlib.sha256(cookie.encode()).hexdigest()
+    client.cookies.clear()
+    for forged in (session["token_hash"], str(session["id"])):
+        response = client.get("/dashboard", headers=as_browser_with(forged), follow_redirects=False)
+        assert response.status_code == 303 and response.headers["location"] == "/dashboard/login"
+    assert client.get("/dashboard", headers=as_browser_with(cookie)).status_code == 200
+
+
+def test_the_sweep_deletes_sessions_a_day_after_they_expired(client: Any, org: Org) -> None:
+    from shared import db
+    from shared.config import get_settings
+    from shared.sweep import run_sweep
+
+    log_in(client, org)
+    log_in(client, org)
+    log_in(client, org)
+    ids = sorted(str(s["id"]) for s in sessions_of(org))
+    with db.connection() as conn:
+        conn.execute("UPDATE web_sessions SET expires_at = now() - interval '25 hours' WHERE id = %s", (ids[0],))
+        conn.execute("UPDATE web_sessions SET expires_at = now() - interval '23 hours' WHERE id = %s", (ids[1],))
+    report = run_sweep(get_settings())
+    assert report.sessions_deleted >= 1 and report.errors == []
+    assert sorted(str(s["id"]) for s in sessions_of(org)) == ids[1:]
+
+
 def test_bad_limits_in_the_form_show_the_api_messages_and_change_nothing(client: Any, agent: Agent) -> None:
     token = log_in(client, agent.org)
     response = client.post(
