@@ -15,7 +15,7 @@ from decimal import Decimal, InvalidOperation
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import jinja2
 import stripe
@@ -107,6 +107,41 @@ class CsrfRejected(Exception):
     """A form came without the token of this session."""
 
 
+def _origin_of(url: str) -> str | None:
+    """scheme://host[:port] as a browser writes an Origin header (lower case, no default port); None if not a URL."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    default_port = 443 if parts.scheme == "https" else 80
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None and port != default_port else "")
+
+
+def check_origin(request: Request) -> None:
+    """A state-changing request must come from a page of ours: CsrfRejected otherwise.
+
+    Browsers send Origin with every POST; it must be the origin the request arrived at or the public base URL's (a
+    proxy or CDN in front may show the function another host). `Origin: null` (a sandboxed frame, a redirect through
+    another site) is refused. Without Origin, `Sec-Fetch-Site: cross-site` still says a browser sent it from
+    elsewhere. Without either it is not a browser's form, and the CSRF token alone decides.
+    """
+    sent = request.headers.get("origin")
+    if sent is None:
+        if request.headers.get("sec-fetch-site", "").strip().lower() == "cross-site":
+            raise CsrfRejected()
+        return
+    allowed = {_origin_of(str(request.base_url)), _origin_of(get_settings().base_url)} - {None}
+    if _origin_of(sent) not in allowed:
+        raise CsrfRejected()
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 class PageRoute(APIRoute):
     """Answers the dashboard's failures as pages (a redirect to login, a readable 403/404) instead of JSON."""
 
@@ -115,6 +150,9 @@ class PageRoute(APIRoute):
 
         async def page_handler(request: Request) -> Response:
             try:
+                # Here rather than in the form dependencies, so no POST route of the dashboard can do without it.
+                if request.method not in SAFE_METHODS:
+                    check_origin(request)
                 response = await handle(request)
             except LoginRequired:
                 return RedirectResponse("/dashboard/login", status_code=303)

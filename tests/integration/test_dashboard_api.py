@@ -657,3 +657,88 @@ def test_the_decline_button_needs_the_csrf_token(client: Any, agent: Agent) -> N
     detail = client.get(f"/v1/dashboard/transactions/{tx['id']}", headers=agent.org.admin_headers).json()
     assert detail["status"] == "declined" and detail["decision_reason"] == "declined_by_admin"
     assert [e["action"] for e in detail["audit_trail"]][-1] == "payment.declined"
+
+
+# Forms posted from another origin -----------------------------------------------------------------------------------
+# TestClient sends requests to http://testserver, so that is the dashboard's own origin here.
+FOREIGN_ORIGINS = {
+    "another site": {"Origin": "https://evil.example"},
+    "an opaque origin": {"Origin": "null"},
+    "a look-alike host": {"Origin": "http://testserver.evil.example"},
+    "another scheme": {"Origin": "https://testserver"},
+    "another port": {"Origin": "http://testserver:8443"},
+    "no Origin, cross-site fetch": {"Sec-Fetch-Site": "cross-site"},
+}
+
+
+@pytest.mark.parametrize("headers", FOREIGN_ORIGINS.values(), ids=FOREIGN_ORIGINS.keys())
+def test_a_signed_in_form_posted_from_another_origin_is_refused_and_changes_nothing(
+    client: Any, agent: Agent, headers: dict[str, str]
+) -> None:
+    token = log_in(client, agent.org)
+    response = client.post(
+        f"/dashboard/agents/{agent.id}/disable", data={"csrf_token": token}, headers=headers, follow_redirects=False
+    )
+    assert response.status_code == 403 and "This form has expired" in response.text
+    assert pay(client, agent, 100).status_code == 201, "the agent is still enabled"
+    logout = client.post("/dashboard/logout", data={"csrf_token": token}, headers=headers, follow_redirects=False)
+    assert logout.status_code == 403
+    assert client.get("/dashboard").status_code == 200, "the session is still open"
+
+
+@pytest.mark.parametrize("headers", FOREIGN_ORIGINS.values(), ids=FOREIGN_ORIGINS.keys())
+def test_login_and_signup_posted_from_another_origin_are_refused(
+    client: Any, org: Org, headers: dict[str, str]
+) -> None:
+    page = client.get("/dashboard/login")
+    login = client.post(
+        "/dashboard/login",
+        data={"csrf_token": csrf_of(page.text), "admin_key": org.admin_key},
+        headers=headers,
+        follow_redirects=False,
+    )
+    assert login.status_code == 403 and "This form has expired" in login.text
+    assert "agentpay_session" not in login.headers.get("set-cookie", "")
+    assert client.get("/dashboard", follow_redirects=False).headers["location"] == "/dashboard/login"
+    page = client.get("/dashboard/signup")
+    signup = client.post(
+        "/dashboard/signup",
+        data={"csrf_token": csrf_of(page.text), "name": "Mallory", "admin_email": "m@example.com", "timezone": "UTC"},
+        headers=headers,
+    )
+    assert signup.status_code == 403 and "apa_test_" not in signup.text
+
+
+def test_forms_from_the_dashboards_own_origin_or_its_public_url_work(client: Any, agent: Agent) -> None:
+    from urllib.parse import urlsplit
+
+    from shared.config import get_settings
+
+    public = urlsplit(get_settings().base_url)
+    same_origin = [
+        {"Origin": "http://testserver"},
+        {"Origin": f"{public.scheme}://{public.netloc}"},
+        {"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"},
+        {"Sec-Fetch-Site": "same-origin"},
+        {"Sec-Fetch-Site": "none"},  # typed into the address bar or a bookmark
+        {},  # no browser headers at all: the CSRF token alone decides
+    ]
+    page = client.get("/dashboard/login")
+    login = client.post(
+        "/dashboard/login",
+        data={"csrf_token": csrf_of(page.text), "admin_key": agent.org.admin_key},
+        headers=same_origin[0],
+        follow_redirects=False,
+    )
+    assert login.status_code == 303 and login.headers["location"] == "/dashboard"
+    token = csrf_of(client.get("/dashboard/agents").text)
+    for headers in same_origin:
+        for action, pays in (("disable", 403), ("enable", 201)):
+            response = client.post(
+                f"/dashboard/agents/{agent.id}/{action}",
+                data={"csrf_token": token},
+                headers=headers,
+                follow_redirects=False,
+            )
+            assert response.status_code == 303, (headers, response.text)
+            assert pay(client, agent, 100).status_code == pays, headers
