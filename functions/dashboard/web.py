@@ -28,7 +28,7 @@ from pydantic import EmailStr, TypeAdapter, ValidationError
 from shared import agents, approvals, auth, billing, dashboard, db, organizations, stripe_api
 from shared.config import Settings, get_settings
 from shared.errors import AgentPayError, AuthenticationFailed, NotFound, ValidationFailed
-from shared.web import request_id_of
+from shared.web import PAGE_ISOLATION_HEADERS, request_id_of
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 SESSION_COOKIE = "agentpay_session"
@@ -50,6 +50,7 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
+    **PAGE_ISOLATION_HEADERS,
 }
 
 COMMON_TIMEZONES = (

@@ -742,3 +742,56 @@ def test_forms_from_the_dashboards_own_origin_or_its_public_url_work(client: Any
             )
             assert response.status_code == 303, (headers, response.text)
             assert pay(client, agent, 100).status_code == pays, headers
+
+
+# Browser isolation headers ------------------------------------------------------------------------------------------
+def assert_isolated(response: Any) -> None:
+    """The page denies the powerful features no AgentPay page uses, and keeps no opener from another origin."""
+    policy = response.headers.get("permissions-policy", "")
+    for feature in ("camera=()", "microphone=()", "geolocation=()", "payment=()", "usb=()"):
+        assert feature in policy, (response.request.url, policy)
+    assert response.headers.get("cross-origin-opener-policy") == "same-origin", response.request.url
+
+
+def test_every_dashboard_page_and_error_page_sends_the_isolation_headers(client: Any, agent: Agent) -> None:
+    assert_isolated(client.get("/dashboard/login"))
+    assert_isolated(client.get("/dashboard/signup"))
+    token = log_in(client, agent.org)
+    for path in ("/dashboard", "/dashboard/agents", f"/dashboard/agents/{agent.id}", "/dashboard/audit"):
+        page = client.get(path)
+        assert page.status_code == 200, path
+        assert_isolated(page)
+    billing = client.get("/dashboard/billing")
+    assert billing.status_code == 200 and "checkout.stripe.com" in billing.headers["content-security-policy"]
+    assert_isolated(billing)
+    missing = client.get(f"/dashboard/transactions/{uuid.uuid4()}")
+    assert missing.status_code == 404 and "Not found" in missing.text
+    assert_isolated(missing)
+    expired = client.post(f"/dashboard/agents/{agent.id}/disable", data={"csrf_token": token + "x"})
+    assert expired.status_code == 403 and "This form has expired" in expired.text
+    assert_isolated(expired)
+    bad_limits = client.post(f"/dashboard/agents/{agent.id}/limits", data={"csrf_token": token, "daily_limit": "x"})
+    assert bad_limits.status_code == 422
+    assert_isolated(bad_limits)
+
+
+def test_approval_link_pages_send_the_isolation_headers(client: Any, agent: Agent) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from shared import approvals
+    from shared.config import get_settings
+
+    tx = pay(client, agent, 1500).json()
+    assert tx["status"] == "pending"
+    token = approvals.issue_token(
+        transaction_id=tx["id"],
+        action="approve",
+        expires_at=datetime.now(UTC) + timedelta(hours=1),
+        secret=get_settings().require("approval_jwt_secret"),
+    )
+    confirm = client.get(f"/v1/approve/{token}")
+    assert confirm.status_code == 200 and "<form" in confirm.text
+    assert_isolated(confirm)
+    invalid = client.get("/v1/approve/not-a-jwt")
+    assert invalid.status_code >= 400 and "This link is not valid" in invalid.text
+    assert_isolated(invalid)
