@@ -11,6 +11,7 @@ from typing import Any, Literal
 from markupsafe import Markup
 
 from shared.email import TEMPLATES_DIR, format_local_time, format_money, one_line, summarize_context, templates
+from shared.web import PAGE_ISOLATION_HEADERS
 
 Tone = Literal["success", "neutral", "error"]
 
@@ -23,7 +24,8 @@ def page_css() -> str:
 
 @functools.cache
 def page_security_headers() -> dict[str, str]:
-    """Headers the approval routes should send with these pages: a strict CSP that admits only our inline style."""
+    """Headers the approval routes send with these pages: a strict CSP that admits only our inline style, and the
+    isolation headers of every page."""
     digest = base64.b64encode(hashlib.sha256(page_css().encode("utf-8")).digest()).decode()
     policy = (
         f"default-src 'none'; style-src 'sha256-{digest}'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
@@ -34,6 +36,7 @@ def page_security_headers() -> dict[str, str]:
         "X-Content-Type-Options": "nosniff",
         "X-Frame-Options": "DENY",
         "Cache-Control": "no-store",
+        **PAGE_ISOLATION_HEADERS,
     }
 
 

@@ -89,14 +89,15 @@ def record_billing(conn: db.Connection, organization_id: uuid.UUID, billing: str
     )
 
 
+# What a page or the API may see of an organization: never its admin key's hash.
+ORGANIZATION_COLUMNS = (
+    "id, name, admin_email, timezone, admin_key_prefix, stripe_customer_id, stripe_payment_method_id, created_at"
+)
+
+
 def get_organization(conn: db.Connection, organization_id: uuid.UUID) -> dict[str, Any] | None:
     return conn.execute(
-        """
-        SELECT id, name, admin_email, timezone, admin_key_prefix, stripe_customer_id,
-               stripe_payment_method_id, created_at
-        FROM organizations WHERE id = %s
-        """,
-        (organization_id,),
+        f"SELECT {ORGANIZATION_COLUMNS} FROM organizations WHERE id = %s", (organization_id,)
     ).fetchone()
 
 

@@ -1,4 +1,5 @@
-"""The expiry sweep: times out stale approvals, re-drives stuck charges and jobs, and frees holds nothing owns."""
+"""The expiry sweep: times out stale approvals, re-drives stuck charges and jobs, frees holds nothing owns, and
+deletes old dashboard sessions."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from shared import budget, db, jobs, lifecycle
+from shared import budget, dashboard, db, jobs, lifecycle
 from shared.clock import clock
 from shared.config import Settings
 from shared.errors import AgentPayError
@@ -30,6 +31,7 @@ class SweepReport:
     jobs_republished: int = 0
     holds_freed: int = 0
     holds_settled: int = 0
+    sessions_deleted: int = 0
     errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -39,6 +41,7 @@ class SweepReport:
             "jobs_republished": self.jobs_republished,
             "holds_freed": self.holds_freed,
             "holds_settled": self.holds_settled,
+            "sessions_deleted": self.sessions_deleted,
             "errors": self.errors,
         }
 
@@ -46,7 +49,7 @@ class SweepReport:
 def run_sweep(settings: Settings) -> SweepReport:
     """One pass; each part runs even if another failed (a Redis outage must not stop the expiry of approvals)."""
     report = SweepReport()
-    for part in (_expire_approvals, _redrive_charges, _republish_jobs, _reconcile_holds):
+    for part in (_expire_approvals, _redrive_charges, _republish_jobs, _reconcile_holds, _delete_old_sessions):
         try:
             part(settings, report)
         except (AgentPayError, OSError) as exc:
@@ -154,6 +157,16 @@ def _reconcile_holds(settings: Settings, report: SweepReport) -> None:
             elif status == "completed":
                 engine.settle(agent_id=agent_id, day=day, idempotency_key=field_name)
                 report.holds_settled += 1
+
+
+def _delete_old_sessions(settings: Settings, report: SweepReport) -> None:
+    """Sessions a day past their expiry are only rows: deleting them keeps the table as small as its live sessions."""
+    for _ in range(MAX_BATCHES):
+        with db.connection() as conn:
+            deleted = dashboard.delete_expired_sessions(conn, limit=BATCH)
+        report.sessions_deleted += deleted
+        if deleted < BATCH:
+            return
 
 
 def _parse_holds_key(key: str) -> tuple[uuid.UUID | None, date | None]:

@@ -37,6 +37,44 @@ TOO_DEEP = ValidationFailed([{"field": "body", "message": f"is nested deeper tha
 # wants caching (static files) sets its own Cache-Control.
 DEFAULT_RESPONSE_HEADERS = ((b"x-content-type-options", b"nosniff"), (b"cache-control", b"no-store"))
 
+# Sent with every HTML page (the dashboard, the approval links). Powerful browser features none of them uses are
+# denied to the page and to anything it could embed; a page that starts to use one (passkeys, say) takes it out of
+# this list. Only features Chromium recognises: an unknown one is a console warning on every page. The clipboard
+# stays allowed for the "Copy" button beside a key shown once. COOP cuts the link between our window and a window
+# of another origin that opened it or that it opened.
+PAGE_ISOLATION_HEADERS = {
+    "Permissions-Policy": ", ".join(
+        f"{feature}=()"
+        for feature in (
+            "accelerometer",
+            "autoplay",
+            "camera",
+            "clipboard-read",
+            "display-capture",
+            "encrypted-media",
+            "fullscreen",
+            "geolocation",
+            "gyroscope",
+            "hid",
+            "idle-detection",
+            "local-fonts",
+            "magnetometer",
+            "microphone",
+            "midi",
+            "otp-credentials",
+            "payment",
+            "publickey-credentials-create",
+            "publickey-credentials-get",
+            "screen-wake-lock",
+            "serial",
+            "usb",
+            "window-management",
+            "xr-spatial-tracking",
+        )
+    ),
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 agent_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("agent_id", default=None)
 

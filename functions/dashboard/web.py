@@ -15,7 +15,7 @@ from decimal import Decimal, InvalidOperation
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import jinja2
 import stripe
@@ -28,7 +28,7 @@ from pydantic import EmailStr, TypeAdapter, ValidationError
 from shared import agents, approvals, auth, billing, dashboard, db, organizations, stripe_api
 from shared.config import Settings, get_settings
 from shared.errors import AgentPayError, AuthenticationFailed, NotFound, ValidationFailed
-from shared.web import request_id_of
+from shared.web import PAGE_ISOLATION_HEADERS, request_id_of
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 SESSION_COOKIE = "agentpay_session"
@@ -50,6 +50,7 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
+    **PAGE_ISOLATION_HEADERS,
 }
 
 COMMON_TIMEZONES = (
@@ -107,6 +108,41 @@ class CsrfRejected(Exception):
     """A form came without the token of this session."""
 
 
+def _origin_of(url: str) -> str | None:
+    """scheme://host[:port] as a browser writes an Origin header (lower case, no default port); None if not a URL."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    default_port = 443 if parts.scheme == "https" else 80
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None and port != default_port else "")
+
+
+def check_origin(request: Request) -> None:
+    """A state-changing request must come from a page of ours: CsrfRejected otherwise.
+
+    Browsers send Origin with every POST; it must be the origin the request arrived at or the public base URL's (a
+    proxy or CDN in front may show the function another host). `Origin: null` (a sandboxed frame, a redirect through
+    another site) is refused. Without Origin, `Sec-Fetch-Site: cross-site` still says a browser sent it from
+    elsewhere. Without either it is not a browser's form, and the CSRF token alone decides.
+    """
+    sent = request.headers.get("origin")
+    if sent is None:
+        if request.headers.get("sec-fetch-site", "").strip().lower() == "cross-site":
+            raise CsrfRejected()
+        return
+    allowed = {_origin_of(str(request.base_url)), _origin_of(get_settings().base_url)} - {None}
+    if _origin_of(sent) not in allowed:
+        raise CsrfRejected()
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 class PageRoute(APIRoute):
     """Answers the dashboard's failures as pages (a redirect to login, a readable 403/404) instead of JSON."""
 
@@ -115,6 +151,9 @@ class PageRoute(APIRoute):
 
         async def page_handler(request: Request) -> Response:
             try:
+                # Here rather than in the form dependencies, so no POST route of the dashboard can do without it.
+                if request.method not in SAFE_METHODS:
+                    check_origin(request)
                 response = await handle(request)
             except LoginRequired:
                 return RedirectResponse("/dashboard/login", status_code=303)
@@ -225,6 +264,7 @@ class SignedIn:
 
     organization_id: uuid.UUID
     organization: dict[str, Any]
+    session_id: uuid.UUID
     csrf: str
 
     @property
@@ -237,17 +277,16 @@ def _secret(settings: Settings) -> str:
 
 
 def signed_in(request: Request) -> SignedIn:
-    settings = get_settings()
-    secret = _secret(settings)
+    secret = _secret(get_settings())
     with db.connection() as conn:
-        session = dashboard.load_session(conn, secret, request.cookies.get(SESSION_COOKIE))
-        organization = organizations.get_organization(conn, session.organization_id) if session else None
-    if session is None or organization is None:
+        session = dashboard.load_session(conn, request.cookies.get(SESSION_COOKIE))
+    if session is None:
         raise LoginRequired()
     return SignedIn(
         organization_id=session.organization_id,
-        organization=organization,
-        csrf=dashboard.csrf_token(secret, session.session_id),
+        organization=session.organization,
+        session_id=session.session_id,
+        csrf=dashboard.session_csrf_token(secret, session.session_id),
     )
 
 
@@ -372,21 +411,25 @@ def login(request: Request, form: AnonymousFormDep) -> Response:
     key = form.get("admin_key", "").strip()
     try:
         admin = auth.authenticate_admin(f"Bearer {key}")
+        with db.connection() as conn:
+            session = dashboard.open_session(
+                conn, organization_id=admin.organization_id, admin_key_hash=auth.hash_key(key)
+            )
     except AuthenticationFailed:
         message = "That admin key is not valid. Paste the whole key, starting with apa_."
         if key.startswith("apk_"):
             message = "That is an agent key. Log in with your organization's admin key (it starts with apa_)."
         return anonymous_page(request, "login.html", 401, error=message, notice=None)
-    cookie = dashboard.issue_session_cookie(
-        _secret(get_settings()), organization_id=admin.organization_id, admin_key_hash=auth.hash_key(key)
-    )
     response = see_other("/dashboard")
-    _set_cookie(response, SESSION_COOKIE, cookie, max_age=dashboard.SESSION_MAX_AGE_SECONDS)
+    _set_cookie(response, SESSION_COOKIE, session.token, max_age=dashboard.SESSION_MAX_AGE_SECONDS)
     return response
 
 
 @router.post("/logout")
-def logout(form: FormDep) -> Response:
+def logout(who: SignedInDep, form: FormDep) -> Response:
+    # Ended in the database first: a copy of the cookie (another tab, a stolen one) is refused from now on.
+    with db.connection() as conn:
+        dashboard.revoke_session(conn, session_id=who.session_id)
     response = see_other("/dashboard/login", notice="logged_out")
     response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
     return response

@@ -409,6 +409,120 @@ def test_logout_ends_the_session(client: Any, org: Org) -> None:
     assert client.get("/dashboard", follow_redirects=False).status_code == 303
 
 
+# Server-side sessions: logout, expiry and key changes end them ------------------------------------------------------
+def sessions_of(org: Org) -> list[dict[str, Any]]:
+    from shared import db
+
+    with db.connection() as conn:
+        return conn.execute("SELECT * FROM web_sessions WHERE organization_id = %s", (org.id,)).fetchall()
+
+
+def as_browser_with(cookie: str) -> dict[str, str]:
+    """The headers of a browser holding only this session cookie (a copy taken from another browser)."""
+    return {"Cookie": f"agentpay_session={cookie}"}
+
+
+def test_a_cookie_copied_before_logout_is_refused_after_it(client: Any, agent: Agent) -> None:
+    token = log_in(client, agent.org)
+    copied = client.cookies.get("agentpay_session")
+    response = client.post("/dashboard/logout", data={"csrf_token": token}, follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == "/dashboard/login?notice=logged_out"
+    client.cookies.clear()
+
+    page = client.get("/dashboard", headers=as_browser_with(copied), follow_redirects=False)
+    assert page.status_code == 303 and page.headers["location"] == "/dashboard/login"
+    disable = client.post(
+        f"/dashboard/agents/{agent.id}/disable",
+        data={"csrf_token": token},
+        headers=as_browser_with(copied),
+        follow_redirects=False,
+    )
+    assert disable.status_code == 303 and disable.headers["location"] == "/dashboard/login"
+    assert pay(client, agent, 100).status_code == 201, "the agent is still enabled"
+    (session,) = sessions_of(agent.org)
+    assert session["revoked_at"] is not None
+
+
+def test_an_expired_session_is_refused(client: Any, org: Org) -> None:
+    from shared import db
+
+    token = log_in(client, org)
+    with db.connection() as conn:
+        conn.execute(
+            "UPDATE web_sessions SET expires_at = now() - interval '1 second' WHERE organization_id = %s", (org.id,)
+        )
+    assert client.get("/dashboard", follow_redirects=False).headers["location"] == "/dashboard/login"
+    response = client.post("/dashboard/logout", data={"csrf_token": token}, follow_redirects=False)
+    assert response.headers["location"] == "/dashboard/login"
+
+
+def test_changing_the_admin_key_ends_the_sessions_opened_with_the_old_one(client: Any, agent: Agent) -> None:
+    from shared import db
+
+    token = log_in(client, agent.org)
+    with db.connection() as conn:
+        conn.execute("UPDATE organizations SET admin_key_hash = %s WHERE id = %s", (uuid.uuid4().hex, agent.org.id))
+    assert client.get("/dashboard", follow_redirects=False).headers["location"] == "/dashboard/login"
+    response = client.post(f"/dashboard/agents/{agent.id}/disable", data={"csrf_token": token}, follow_redirects=False)
+    assert response.headers["location"] == "/dashboard/login"
+    assert pay(client, agent, 100).status_code == 201, "the agent is still enabled"
+
+
+def test_revoking_an_organizations_sessions_ends_all_of_them_and_no_one_elses(app: Any, client: Any, org: Org) -> None:
+    from fastapi.testclient import TestClient
+
+    from shared import dashboard, db
+
+    other_org = make_org(client)
+    log_in(client, org)
+    with TestClient(app) as second, TestClient(app) as bystander:
+        log_in(second, org)
+        log_in(bystander, other_org)
+        with db.connection() as conn:
+            assert dashboard.revoke_sessions(conn, organization_id=uuid.UUID(org.id)) == 2
+            assert dashboard.revoke_sessions(conn, organization_id=uuid.UUID(org.id)) == 0
+        for browser in (client, second):
+            assert browser.get("/dashboard", follow_redirects=False).headers["location"] == "/dashboard/login"
+        assert bystander.get("/dashboard").status_code == 200
+    # A new login opens a new session.
+    log_in(client, org)
+    assert client.get("/dashboard").status_code == 200
+
+
+def test_the_database_holds_no_cookie_that_opens_a_session(client: Any, org: Org) -> None:
+    import hashlib
+
+    log_in(client, org)
+    cookie = client.cookies.get("agentpay_session")
+    assert len(cookie) >= 43, "at least 256 random bits"
+    (session,) = sessions_of(org)
+    stored = " ".join(str(value) for value in session.values())
+    assert cookie not in stored and org.admin_key not in stored
+    assert session["token_hash"] == hashlib.sha256(cookie.encode()).hexdigest()
+    client.cookies.clear()
+    for forged in (session["token_hash"], str(session["id"])):
+        response = client.get("/dashboard", headers=as_browser_with(forged), follow_redirects=False)
+        assert response.status_code == 303 and response.headers["location"] == "/dashboard/login"
+    assert client.get("/dashboard", headers=as_browser_with(cookie)).status_code == 200
+
+
+def test_the_sweep_deletes_sessions_a_day_after_they_expired(client: Any, org: Org) -> None:
+    from shared import db
+    from shared.config import get_settings
+    from shared.sweep import run_sweep
+
+    log_in(client, org)
+    log_in(client, org)
+    log_in(client, org)
+    ids = sorted(str(s["id"]) for s in sessions_of(org))
+    with db.connection() as conn:
+        conn.execute("UPDATE web_sessions SET expires_at = now() - interval '25 hours' WHERE id = %s", (ids[0],))
+        conn.execute("UPDATE web_sessions SET expires_at = now() - interval '23 hours' WHERE id = %s", (ids[1],))
+    report = run_sweep(get_settings())
+    assert report.sessions_deleted >= 1 and report.errors == []
+    assert sorted(str(s["id"]) for s in sessions_of(org)) == ids[1:]
+
+
 def test_bad_limits_in_the_form_show_the_api_messages_and_change_nothing(client: Any, agent: Agent) -> None:
     token = log_in(client, agent.org)
     response = client.post(
@@ -543,3 +657,141 @@ def test_the_decline_button_needs_the_csrf_token(client: Any, agent: Agent) -> N
     detail = client.get(f"/v1/dashboard/transactions/{tx['id']}", headers=agent.org.admin_headers).json()
     assert detail["status"] == "declined" and detail["decision_reason"] == "declined_by_admin"
     assert [e["action"] for e in detail["audit_trail"]][-1] == "payment.declined"
+
+
+# Forms posted from another origin -----------------------------------------------------------------------------------
+# TestClient sends requests to http://testserver, so that is the dashboard's own origin here.
+FOREIGN_ORIGINS = {
+    "another site": {"Origin": "https://evil.example"},
+    "an opaque origin": {"Origin": "null"},
+    "a look-alike host": {"Origin": "http://testserver.evil.example"},
+    "another scheme": {"Origin": "https://testserver"},
+    "another port": {"Origin": "http://testserver:8443"},
+    "no Origin, cross-site fetch": {"Sec-Fetch-Site": "cross-site"},
+}
+
+
+@pytest.mark.parametrize("headers", FOREIGN_ORIGINS.values(), ids=FOREIGN_ORIGINS.keys())
+def test_a_signed_in_form_posted_from_another_origin_is_refused_and_changes_nothing(
+    client: Any, agent: Agent, headers: dict[str, str]
+) -> None:
+    token = log_in(client, agent.org)
+    response = client.post(
+        f"/dashboard/agents/{agent.id}/disable", data={"csrf_token": token}, headers=headers, follow_redirects=False
+    )
+    assert response.status_code == 403 and "This form has expired" in response.text
+    assert pay(client, agent, 100).status_code == 201, "the agent is still enabled"
+    logout = client.post("/dashboard/logout", data={"csrf_token": token}, headers=headers, follow_redirects=False)
+    assert logout.status_code == 403
+    assert client.get("/dashboard").status_code == 200, "the session is still open"
+
+
+@pytest.mark.parametrize("headers", FOREIGN_ORIGINS.values(), ids=FOREIGN_ORIGINS.keys())
+def test_login_and_signup_posted_from_another_origin_are_refused(
+    client: Any, org: Org, headers: dict[str, str]
+) -> None:
+    page = client.get("/dashboard/login")
+    login = client.post(
+        "/dashboard/login",
+        data={"csrf_token": csrf_of(page.text), "admin_key": org.admin_key},
+        headers=headers,
+        follow_redirects=False,
+    )
+    assert login.status_code == 403 and "This form has expired" in login.text
+    assert "agentpay_session" not in login.headers.get("set-cookie", "")
+    assert client.get("/dashboard", follow_redirects=False).headers["location"] == "/dashboard/login"
+    page = client.get("/dashboard/signup")
+    signup = client.post(
+        "/dashboard/signup",
+        data={"csrf_token": csrf_of(page.text), "name": "Mallory", "admin_email": "m@example.com", "timezone": "UTC"},
+        headers=headers,
+    )
+    assert signup.status_code == 403 and "apa_test_" not in signup.text
+
+
+def test_forms_from_the_dashboards_own_origin_or_its_public_url_work(client: Any, agent: Agent) -> None:
+    from urllib.parse import urlsplit
+
+    from shared.config import get_settings
+
+    public = urlsplit(get_settings().base_url)
+    same_origin = [
+        {"Origin": "http://testserver"},
+        {"Origin": f"{public.scheme}://{public.netloc}"},
+        {"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"},
+        {"Sec-Fetch-Site": "same-origin"},
+        {"Sec-Fetch-Site": "none"},  # typed into the address bar or a bookmark
+        {},  # no browser headers at all: the CSRF token alone decides
+    ]
+    page = client.get("/dashboard/login")
+    login = client.post(
+        "/dashboard/login",
+        data={"csrf_token": csrf_of(page.text), "admin_key": agent.org.admin_key},
+        headers=same_origin[0],
+        follow_redirects=False,
+    )
+    assert login.status_code == 303 and login.headers["location"] == "/dashboard"
+    token = csrf_of(client.get("/dashboard/agents").text)
+    for headers in same_origin:
+        for action, pays in (("disable", 403), ("enable", 201)):
+            response = client.post(
+                f"/dashboard/agents/{agent.id}/{action}",
+                data={"csrf_token": token},
+                headers=headers,
+                follow_redirects=False,
+            )
+            assert response.status_code == 303, (headers, response.text)
+            assert pay(client, agent, 100).status_code == pays, headers
+
+
+# Browser isolation headers ------------------------------------------------------------------------------------------
+def assert_isolated(response: Any) -> None:
+    """The page denies the powerful features no AgentPay page uses, and keeps no opener from another origin."""
+    policy = response.headers.get("permissions-policy", "")
+    for feature in ("camera=()", "microphone=()", "geolocation=()", "payment=()", "usb=()"):
+        assert feature in policy, (response.request.url, policy)
+    assert response.headers.get("cross-origin-opener-policy") == "same-origin", response.request.url
+
+
+def test_every_dashboard_page_and_error_page_sends_the_isolation_headers(client: Any, agent: Agent) -> None:
+    assert_isolated(client.get("/dashboard/login"))
+    assert_isolated(client.get("/dashboard/signup"))
+    token = log_in(client, agent.org)
+    for path in ("/dashboard", "/dashboard/agents", f"/dashboard/agents/{agent.id}", "/dashboard/audit"):
+        page = client.get(path)
+        assert page.status_code == 200, path
+        assert_isolated(page)
+    billing = client.get("/dashboard/billing")
+    assert billing.status_code == 200 and "checkout.stripe.com" in billing.headers["content-security-policy"]
+    assert_isolated(billing)
+    missing = client.get(f"/dashboard/transactions/{uuid.uuid4()}")
+    assert missing.status_code == 404 and "Not found" in missing.text
+    assert_isolated(missing)
+    expired = client.post(f"/dashboard/agents/{agent.id}/disable", data={"csrf_token": token + "x"})
+    assert expired.status_code == 403 and "This form has expired" in expired.text
+    assert_isolated(expired)
+    bad_limits = client.post(f"/dashboard/agents/{agent.id}/limits", data={"csrf_token": token, "daily_limit": "x"})
+    assert bad_limits.status_code == 422
+    assert_isolated(bad_limits)
+
+
+def test_approval_link_pages_send_the_isolation_headers(client: Any, agent: Agent) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from shared import approvals
+    from shared.config import get_settings
+
+    tx = pay(client, agent, 1500).json()
+    assert tx["status"] == "pending"
+    token = approvals.issue_token(
+        transaction_id=tx["id"],
+        action="approve",
+        expires_at=datetime.now(UTC) + timedelta(hours=1),
+        secret=get_settings().require("approval_jwt_secret"),
+    )
+    confirm = client.get(f"/v1/approve/{token}")
+    assert confirm.status_code == 200 and "<form" in confirm.text
+    assert_isolated(confirm)
+    invalid = client.get("/v1/approve/not-a-jwt")
+    assert invalid.status_code >= 400 and "This link is not valid" in invalid.text
+    assert_isolated(invalid)

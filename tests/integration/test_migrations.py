@@ -328,6 +328,27 @@ def test_organizations_refuse_an_admin_email_that_is_not_one(conn: psycopg.Conne
         )
 
 
+def _insert_web_session(conn: psycopg.Connection, organization_id: uuid.UUID, token_hash: str) -> None:
+    conn.execute(
+        "INSERT INTO web_sessions (organization_id, token_hash, admin_key_hash, created_at, expires_at)"
+        " VALUES (%s, %s, 'hash', now(), now() + interval '12 hours')",
+        (organization_id, token_hash),
+    )
+
+
+def test_web_sessions_hold_one_row_per_token_hash_and_never_a_token(
+    conn: psycopg.Connection, agent: dict[str, Any]
+) -> None:
+    digest = "ab" * 32
+    _insert_web_session(conn, agent["organization_id"], digest)
+    with pytest.raises(errors.UniqueViolation):
+        _insert_web_session(conn, agent["organization_id"], digest)
+    # Only a lower-case hex SHA-256 fits: a raw cookie token (base64url) cannot be stored by mistake.
+    for not_a_digest in ("AB" * 32, "ab" * 31, "x" * 43, "dGhpcyBpcyBhIHRva2VuIG9mIDMyIGJ5dGVzIGV4YWN0bHk"):
+        with pytest.raises(errors.CheckViolation):
+            _insert_web_session(conn, agent["organization_id"], not_a_digest)
+
+
 # Query plans ------------------------------------------------------------------------------------------------
 def _plan_nodes(conn: psycopg.Connection, query: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
     row = conn.execute(f"EXPLAIN (FORMAT JSON) {query}", params).fetchone()
