@@ -7,7 +7,9 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import time
+import unicodedata
 import uuid
 from typing import Any
 from urllib.parse import quote
@@ -16,7 +18,7 @@ import pytest
 
 from tests.conftest import Agent, Org, make_agent, make_org, signed_get, signed_post
 from tests.integration.test_dashboard_api import log_in
-from tests.integration.test_money_movement import links, local_path
+from tests.integration.test_money_movement import links, local_path, outbox_email
 from tests.support.jobs import deliver_pending
 from tests.support.signing import encode, signed_headers
 
@@ -781,3 +783,69 @@ def test_approval_and_dashboard_pages_show_hostile_text_escaped(client: Any) -> 
         assert "&lt;script&gt;alert(" in page.text
         assert "alert(&#39;purpose&#39;)" in page.text or "alert(&#x27;purpose&#x27;)" in page.text
     assert read_back(client, agent, tx["id"])["status"] == "pending", "showing the pages changed nothing"
+
+
+def hidden_characters(text: str) -> list[str]:
+    """Control, format and separator characters in a page or email, other than its own line breaks and tabs."""
+    return [
+        f"U+{ord(ch):04X}" for ch in text if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") and ch not in "\t\n\r"
+    ]
+
+
+def outside_isolation(html: str) -> str:
+    """An HTML page without its <bdi> elements: what a user's text could still reorder or hide."""
+    return re.sub(r"<bdi>.*?</bdi>", "", html, flags=re.DOTALL)
+
+
+def test_hidden_characters_in_user_text_are_isolated_on_every_page_and_shown_in_every_email(client: Any) -> None:
+    """An override in a purpose, a name or the context is kept as sent but cannot reorder the text around it: in HTML
+    it stays inside its own <bdi>; in plain text and the subject it is written out as <U+202E>."""
+    org = make_org(client, name="Acme\u202eCorp")
+    response = client.post(
+        "/v1/dashboard/agents",
+        json={
+            "name": "bot\u202eevil",
+            "limits": {"daily_limit": 5000, "per_transaction_limit": 2000, "approval_threshold": 1000},
+        },
+        headers=org.admin_headers,
+    )
+    agent = Agent(id=response.json()["agent"]["id"], api_key=response.json()["api_key"], org=org, body={})
+    purpose = "invoice\u202egnp.exe"
+    context = {"file\u202e": "gnp.exe\u202e", "note": "\u200bzero\x7fwidth\x9b"}
+    tx = signed_post(client, agent.api_key, PAY, pay_payload(amount=1500, purpose=purpose, context=context)).json()
+    assert (tx["status"], tx["purpose"], tx["context"]) == ("pending", purpose, context), "stored as sent"
+
+    deliver_pending(client, tx["id"])
+    email = outbox_email(tx["id"])
+    for shown in (purpose, "bot\u202eevil", "Acme\u202eCorp", "file\u202e", "gnp.exe\u202e"):
+        assert f"<bdi>{shown}</bdi>" in email["html"], shown
+    assert hidden_characters(outside_isolation(email["html"])) == []
+    assert "Purpose:   invoice<U+202E>gnp.exe" in email["text"].splitlines()
+    assert "  note: <U+200B>zero<U+007F>width<U+009B>" in email["text"].splitlines()
+    assert hidden_characters(email["text"]) == [] and "\u202e" not in email["text"]
+    assert email["subject"] == 'Approve $15.00 to api.example.com? (agent "bot<U+202E>evil")'
+
+    approve_url, decline_url = links(tx["id"])
+    pages = {"approve link": client.get(local_path(approve_url)), "decline link": client.get(local_path(decline_url))}
+    log_in(client, org)
+    pages["transactions"] = client.get("/dashboard")
+    pages["transaction"] = client.get(f"/dashboard/transactions/{tx['id']}")
+    for name, page in pages.items():
+        assert page.status_code == 200, name
+        assert f"<bdi>{purpose}</bdi>" in page.text and "<bdi>bot\u202eevil</bdi>" in page.text, name
+    declined = client.post(local_path(decline_url), data={"reason": "no\u202eseirots"})
+    assert declined.status_code == 200
+    pages |= {
+        "decline result": declined,
+        "declined transaction": client.get(f"/dashboard/transactions/{tx['id']}"),
+        "agents": client.get("/dashboard/agents"),
+        "agent": client.get(f"/dashboard/agents/{agent.id}"),
+        "audit": client.get("/dashboard/audit"),
+        "billing": client.get("/dashboard/billing"),
+    }
+    for name, page in pages.items():
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html"), name
+        assert hidden_characters(outside_isolation(page.text)) == [], name
+    assert "no\\u202eseirots" in pages["declined transaction"].text  # the decline reason, in the audit trail's JSON
+    assert "<bdi>Acme\u202eCorp</bdi>" in pages["billing"].text
+    assert read_back(client, agent, tx["id"])["purpose"] == purpose
