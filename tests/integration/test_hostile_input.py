@@ -7,9 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
-import re
 import time
-import unicodedata
 import uuid
 from typing import Any
 from urllib.parse import quote
@@ -21,6 +19,7 @@ from tests.integration.test_dashboard_api import log_in
 from tests.integration.test_money_movement import links, local_path, outbox_email
 from tests.support.jobs import deliver_pending
 from tests.support.signing import encode, signed_headers
+from tests.unit.test_email_and_pages import hidden_characters, outside_isolation
 
 PAY = "/v1/payment-request"
 
@@ -783,18 +782,6 @@ def test_approval_and_dashboard_pages_show_hostile_text_escaped(client: Any) -> 
         assert "&lt;script&gt;alert(" in page.text
         assert "alert(&#39;purpose&#39;)" in page.text or "alert(&#x27;purpose&#x27;)" in page.text
     assert read_back(client, agent, tx["id"])["status"] == "pending", "showing the pages changed nothing"
-
-
-def hidden_characters(text: str) -> list[str]:
-    """Control, format and separator characters in a page or email, other than its own line breaks and tabs."""
-    return [
-        f"U+{ord(ch):04X}" for ch in text if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") and ch not in "\t\n\r"
-    ]
-
-
-def outside_isolation(html: str) -> str:
-    """An HTML page without its <bdi> elements: what a user's text could still reorder or hide."""
-    return re.sub(r"<bdi>.*?</bdi>", "", html, flags=re.DOTALL)
 
 
 def test_hidden_characters_in_user_text_are_isolated_on_every_page_and_shown_in_every_email(client: Any) -> None:
