@@ -20,6 +20,7 @@ import resend
 from resend.exceptions import ResendError
 from resend.http_client_requests import RequestsClient
 
+from shared import display_text
 from shared.config import Settings
 from shared.errors import ServiceUnavailable
 
@@ -173,7 +174,13 @@ def templates() -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     environment.filters["money"] = lambda cents, currency: format_money(cents, currency)
+    display_text.register(environment)
     return environment
+
+
+def _subject_part(value: str, limit: int) -> str:
+    # A subject is one line that mail clients show without isolation: tabs, line breaks and bidi controls written out.
+    return one_line(display_text.visible(value), limit)
 
 
 def _check_link(url: str) -> str:
@@ -211,7 +218,7 @@ def render_approval_email(
         "approve_url": _check_link(approve_url),
         "decline_url": _check_link(decline_url),
     }
-    subject = f'Approve {amount} to {one_line(merchant, 60)}? (agent "{one_line(agent_name, 40)}")'
+    subject = f'Approve {amount} to {_subject_part(merchant, 60)}? (agent "{_subject_part(agent_name, 40)}")'
     return Email(
         to=to,
         subject=subject,
@@ -239,7 +246,7 @@ def render_block_alert(
         "reason": one_line(reason),
         "dashboard_url": _check_link(dashboard_url),
     }
-    subject = f'Agent "{one_line(agent_name, 40)}" was blocked by the circuit breaker'
+    subject = f'Agent "{_subject_part(agent_name, 40)}" was blocked by the circuit breaker'
     return Email(
         to=to,
         subject=subject,

@@ -25,7 +25,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from pydantic import EmailStr, TypeAdapter, ValidationError
 
-from shared import agents, approvals, auth, billing, dashboard, db, organizations, stripe_api
+from shared import agents, approvals, auth, billing, dashboard, db, display_text, organizations, stripe_api
 from shared.config import Settings, get_settings
 from shared.errors import AgentPayError, AuthenticationFailed, NotFound, ValidationFailed
 from shared.web import PAGE_ISOLATION_HEADERS, request_id_of
@@ -211,8 +211,14 @@ def templates() -> jinja2.Environment:
         autoescape=True,
     )
     env.filters["money"] = money
-    env.filters["pretty_json"] = lambda value: json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
-    env.filters["compact_json"] = lambda value: json.dumps(value, sort_keys=True, ensure_ascii=False)
+    # JSON a user sent (context, audit details) stays JSON, with its hidden and bidi characters as \u escapes.
+    env.filters["pretty_json"] = lambda value: display_text.json_escapes(
+        json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+    )
+    env.filters["compact_json"] = lambda value: display_text.json_escapes(
+        json.dumps(value, sort_keys=True, ensure_ascii=False)
+    )
+    display_text.register(env)
     env.globals.update(
         reasons=DECISION_REASONS,
         status_labels=STATUS_LABELS,

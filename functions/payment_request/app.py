@@ -14,7 +14,7 @@ from pydantic import ConfigDict, Field, StrictInt, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from shared import api_schema as schema
-from shared import payments
+from shared import display_text, payments
 from shared.config import get_settings
 from shared.deps import current_agent
 from shared.errors import BudgetExceededError, UnsupportedCurrency, ValidationFailed
@@ -33,7 +33,11 @@ class PaymentRequestIn(RequestModel):
 
     amount: StrictInt = Field(ge=1, le=100_000_000, description="Integer cents, 1 to 100000000.")
     currency: str = Field(default="usd", max_length=16)
-    merchant: str = Field(min_length=1, max_length=255)
+    merchant: str = Field(
+        min_length=1,
+        max_length=255,
+        description="No control, format (invisible or bidirectional) or separator characters: Unicode Cc, Cf, Zl, Zp.",
+    )
     purpose: str = Field(min_length=1, max_length=2000)
     context: dict[str, Any] | None = None
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
@@ -44,6 +48,15 @@ class PaymentRequestIn(RequestModel):
     def _not_blank(cls, value: str | None) -> str | None:
         if value is not None and not value.strip():
             raise ValueError("must not be blank")
+        return value
+
+    @field_validator("merchant")
+    @classmethod
+    def _no_hidden_characters(cls, value: str) -> str:
+        # The approver reads this name to decide whom to pay: "evil\u202emoc.elgoog" would read as evilgoogle.com.
+        found = display_text.first_refused(value)
+        if found is not None:
+            raise ValueError(f"must not contain invisible, bidirectional or control characters ({found})")
         return value
 
     @field_validator("context")

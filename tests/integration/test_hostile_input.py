@@ -17,9 +17,10 @@ import pytest
 
 from tests.conftest import Agent, Org, make_agent, make_org, signed_get, signed_post
 from tests.integration.test_dashboard_api import log_in
-from tests.integration.test_money_movement import links, local_path
+from tests.integration.test_money_movement import links, local_path, outbox_email
 from tests.support.jobs import deliver_pending
 from tests.support.signing import encode, signed_headers
+from tests.unit.test_email_and_pages import hidden_characters, outside_isolation
 
 PAY = "/v1/payment-request"
 
@@ -36,13 +37,15 @@ MARKUP = [
     "{{7*7}}${7*7}<%= 7*7 %>",
     "javascript:alert(1)",
 ]
-CONTROL = [
+# Control, format and separator characters (Unicode Cc, Cf, Zl, Zp): valid text, stored verbatim everywhere but in
+# `merchant`, the name a person reads to decide whom to pay (see DECEPTIVE_MERCHANTS).
+HIDDEN = [
     "\x1b[31mred\x1b[0m\x07",
     "invoice\u202egnp.exe",
     "tab\tnew\nline\rcr",
     "\u200b\ufeffzero-width",
-    "\ud7ff\ue000",
 ]
+CONTROL = [*HIDDEN, "\ud7ff\ue000"]
 UNICODE = ["😀" * 255, "ﷺ" * 255, "Z̤̭̓a̴͓̓l̦̈́g̛͕o" * 14, "\U0010fffd" * 100]
 NUL = "before\x00after"
 
@@ -164,7 +167,7 @@ TEXT_CASES = [
     (field, value.replace("\r", "").replace("\n", "") if field == "idempotency_header" else value)
     for field in TEXT_FIELDS
     for value in VERBATIM
-    if field != "idempotency_header" or value.isascii()
+    if (field != "idempotency_header" or value.isascii()) and not (field == "merchant" and value in HIDDEN)
 ]
 
 
@@ -185,6 +188,63 @@ def test_valid_hostile_text_is_stored_verbatim_and_echoed_as_json(
         assert tx["idempotency_key"] == value
     else:
         assert tx[field] == payload[field]
+
+
+# Every class of character that can make a merchant name read as another one, or hide part of it, with how the 422
+# names it. Positions count characters from 1.
+DECEPTIVE_MERCHANTS = {
+    "bidi-override-rlo": ("evil\u202emoc.elgoog", "U+202E RIGHT-TO-LEFT OVERRIDE at position 5"),
+    "bidi-override-lro": ("\u202dshop.example", "U+202D LEFT-TO-RIGHT OVERRIDE at position 1"),
+    "bidi-embedding-rle": ("shop\u202b.example", "U+202B RIGHT-TO-LEFT EMBEDDING at position 5"),
+    "bidi-embedding-lre": ("shop\u202a.example", "U+202A LEFT-TO-RIGHT EMBEDDING at position 5"),
+    "bidi-pop-pdf": ("shop.example\u202c", "U+202C POP DIRECTIONAL FORMATTING at position 13"),
+    "bidi-isolate-rli": ("shop\u2067elpmaxe.\u2069", "U+2067 RIGHT-TO-LEFT ISOLATE at position 5"),
+    "bidi-isolate-lri": ("\u2066shop.example", "U+2066 LEFT-TO-RIGHT ISOLATE at position 1"),
+    "bidi-isolate-fsi": ("\u2068shop.example", "U+2068 FIRST STRONG ISOLATE at position 1"),
+    "bidi-isolate-pdi": ("shop.example\u2069", "U+2069 POP DIRECTIONAL ISOLATE at position 13"),
+    "mark-rlm": ("shop\u200f.example", "U+200F RIGHT-TO-LEFT MARK at position 5"),
+    "mark-lrm": ("shop\u200e.example", "U+200E LEFT-TO-RIGHT MARK at position 5"),
+    "mark-alm": ("shop\u061c.example", "U+061C ARABIC LETTER MARK at position 5"),
+    "zero-width-space": ("pay\u200bpal.com", "U+200B ZERO WIDTH SPACE at position 4"),
+    "zero-width-non-joiner": ("pay\u200cpal.com", "U+200C ZERO WIDTH NON-JOINER at position 4"),
+    "zero-width-joiner": ("pay\u200dpal.com", "U+200D ZERO WIDTH JOINER at position 4"),
+    "word-joiner": ("pay\u2060pal.com", "U+2060 WORD JOINER at position 4"),
+    "invisible-operator": ("pay\u2062pal.com", "U+2062 INVISIBLE TIMES at position 4"),
+    "bom": ("\ufeffpaypal.com", "U+FEFF ZERO WIDTH NO-BREAK SPACE at position 1"),
+    "soft-hyphen": ("pay\xadpal.com", "U+00AD SOFT HYPHEN at position 4"),
+    "mongolian-vowel-separator": ("pay\u180epal.com", "U+180E MONGOLIAN VOWEL SEPARATOR at position 4"),
+    "other-format": ("pay\ufff9pal.com", "U+FFF9 INTERLINEAR ANNOTATION ANCHOR at position 4"),
+    "c0-escape": ("\x1b[8mhidden\x1b[0mshop.example", "U+001B, a control character, at position 1"),
+    "c0-tab": ("shop\texample", "U+0009, a control character, at position 5"),
+    "c0-newline": ("shop.example\nApproved", "U+000A, a control character, at position 13"),
+    "c0-carriage-return": ("shop.example\r", "U+000D, a control character, at position 13"),
+    "c0-bell": ("shop\x07.example", "U+0007, a control character, at position 5"),
+    "del": ("shop\x7f.example", "U+007F, a control character, at position 5"),
+    "c1-csi": ("shop\x9b31m.example", "U+009B, a control character, at position 5"),
+    "c1-next-line": ("shop\x85.example", "U+0085, a control character, at position 5"),
+    "line-separator": ("shop.example\u2028", "U+2028 LINE SEPARATOR at position 13"),
+    "paragraph-separator": ("shop.example\u2029", "U+2029 PARAGRAPH SEPARATOR at position 13"),
+    "tag-characters": ("shop.example\U000e0001\U000e0065\U000e007f", "U+E0001 LANGUAGE TAG at position 13"),
+    "tag-only": ("shop.example\U000e0067", "U+E0067 TAG LATIN SMALL LETTER G at position 13"),
+}
+
+
+@pytest.mark.parametrize(("merchant", "named"), DECEPTIVE_MERCHANTS.values(), ids=list(DECEPTIVE_MERCHANTS))
+def test_a_merchant_name_with_hidden_or_bidi_characters_is_422_and_changes_nothing(
+    client: Any, roomy_agent: Agent, merchant: str, named: str
+) -> None:
+    before = fingerprint(roomy_agent)
+    response = signed_post(client, roomy_agent.api_key, PAY, pay_payload(merchant=merchant))
+    assert_clean(response, roomy_agent.api_key)
+    assert response.status_code == 422, response.text[:300]
+    error = response.json()["error"]
+    message = f"must not contain invisible, bidirectional or control characters ({named})"
+    assert (error["type"], error["code"], error["errors"]) == (
+        "invalid_request",
+        "validation_error",
+        [{"field": "merchant", "message": message}],
+    )
+    assert fingerprint(roomy_agent) == before
 
 
 def test_a_non_ascii_idempotency_header_is_stored_as_received_or_refused(client: Any, roomy_agent: Agent) -> None:
@@ -858,3 +918,57 @@ def test_a_number_too_long_to_parse_is_422_not_500(client: Any, roomy_agent: Age
     assert_clean(response, roomy_agent.api_key)
     assert (response.status_code, response.json()["error"]["code"]) == (422, "validation_error"), response.text
     assert fingerprint(roomy_agent) == before
+
+
+def test_hidden_characters_in_user_text_are_isolated_on_every_page_and_shown_in_every_email(client: Any) -> None:
+    """An override in a purpose, a name or the context is kept as sent but cannot reorder the text around it: in HTML
+    it stays inside its own <bdi>; in plain text and the subject it is written out as <U+202E>."""
+    org = make_org(client, name="Acme\u202eCorp")
+    response = client.post(
+        "/v1/dashboard/agents",
+        json={
+            "name": "bot\u202eevil",
+            "limits": {"daily_limit": 5000, "per_transaction_limit": 2000, "approval_threshold": 1000},
+        },
+        headers=org.admin_headers,
+    )
+    agent = Agent(id=response.json()["agent"]["id"], api_key=response.json()["api_key"], org=org, body={})
+    purpose = "invoice\u202egnp.exe"
+    context = {"file\u202e": "gnp.exe\u202e", "note": "\u200bzero\x7fwidth\x9b"}
+    tx = signed_post(client, agent.api_key, PAY, pay_payload(amount=1500, purpose=purpose, context=context)).json()
+    assert (tx["status"], tx["purpose"], tx["context"]) == ("pending", purpose, context), "stored as sent"
+
+    deliver_pending(client, tx["id"])
+    email = outbox_email(tx["id"])
+    for shown in (purpose, "bot\u202eevil", "Acme\u202eCorp", "file\u202e", "gnp.exe\u202e"):
+        assert f"<bdi>{shown}</bdi>" in email["html"], shown
+    assert hidden_characters(outside_isolation(email["html"])) == []
+    assert "Purpose:   invoice<U+202E>gnp.exe" in email["text"].splitlines()
+    assert "  note: <U+200B>zero<U+007F>width<U+009B>" in email["text"].splitlines()
+    assert hidden_characters(email["text"]) == [] and "\u202e" not in email["text"]
+    assert email["subject"] == 'Approve $15.00 to api.example.com? (agent "bot<U+202E>evil")'
+
+    approve_url, decline_url = links(tx["id"])
+    pages = {"approve link": client.get(local_path(approve_url)), "decline link": client.get(local_path(decline_url))}
+    log_in(client, org)
+    pages["transactions"] = client.get("/dashboard")
+    pages["transaction"] = client.get(f"/dashboard/transactions/{tx['id']}")
+    for name, page in pages.items():
+        assert page.status_code == 200, name
+        assert f"<bdi>{purpose}</bdi>" in page.text and "<bdi>bot\u202eevil</bdi>" in page.text, name
+    declined = client.post(local_path(decline_url), data={"reason": "no\u202eseirots"})
+    assert declined.status_code == 200
+    pages |= {
+        "decline result": declined,
+        "declined transaction": client.get(f"/dashboard/transactions/{tx['id']}"),
+        "agents": client.get("/dashboard/agents"),
+        "agent": client.get(f"/dashboard/agents/{agent.id}"),
+        "audit": client.get("/dashboard/audit"),
+        "billing": client.get("/dashboard/billing"),
+    }
+    for name, page in pages.items():
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html"), name
+        assert hidden_characters(outside_isolation(page.text)) == [], name
+    assert "no\\u202eseirots" in pages["declined transaction"].text  # the decline reason, in the audit trail's JSON
+    assert "<bdi>Acme\u202eCorp</bdi>" in pages["billing"].text
+    assert read_back(client, agent, tx["id"])["purpose"] == purpose

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import unicodedata
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from html.parser import HTMLParser
@@ -237,6 +238,68 @@ def test_block_alert_says_who_when_why_and_where_to_unblock() -> None:
     assert "unblock" in email.text.lower()
 
 
+# Hidden characters: isolated in HTML, written out in plain text -------------------------------------------------------
+def hidden_characters(text: str) -> list[str]:
+    """Control, format and separator characters, other than the text's own line breaks and tabs."""
+    return [
+        f"U+{ord(ch):04X}" for ch in text if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") and ch not in "\t\n\r"
+    ]
+
+
+def outside_isolation(html: str) -> str:
+    """The HTML without its <bdi> elements: what a user's text could still reorder or hide."""
+    return re.sub(r"<bdi>.*?</bdi>", "", html, flags=re.DOTALL)
+
+
+def test_approval_email_isolates_user_text_in_html_and_writes_hidden_characters_out_in_text_and_subject() -> None:
+    email = approval_email(
+        organization_name="Acme\u202eResearch",
+        agent_name="bot\u202eevil",
+        merchant="shop\u200b.example",
+        purpose="invoice\u202egnp.exe",
+        context={"file\u202e": "gnp.exe\u202e", "bell": "\x07\x7f\x9b"},
+    )
+    for shown in ("Acme\u202eResearch", "bot\u202eevil", "shop\u200b.example", "invoice\u202egnp.exe", "file\u202e"):
+        assert f"<bdi>{shown}</bdi>" in email.html, shown
+    assert hidden_characters(outside_isolation(email.html)) == []
+    lines = email.text.splitlines()
+    for line in (
+        "Agent:     bot<U+202E>evil",
+        "Merchant:  shop<U+200B>.example",
+        "Purpose:   invoice<U+202E>gnp.exe",
+        "  file<U+202E>: gnp.exe<U+202E>",
+        "  bell: <U+0007><U+007F><U+009B>",
+        "AgentPay, for Acme<U+202E>Research",
+    ):
+        assert line in lines, (line, lines)
+    assert hidden_characters(email.text) == []
+    assert email.subject == 'Approve $1,250.00 to shop<U+200B>.example? (agent "bot<U+202E>evil")'
+
+
+def test_the_subject_is_one_line_with_its_tabs_and_line_breaks_written_out() -> None:
+    email = approval_email(merchant="shop\texample", agent_name="bot\r\nBcc: x")
+    assert email.subject == 'Approve $1,250.00 to shop<U+0009>example? (agent "bot<U+000D><U+000A>Bcc: x")'
+    long = approval_email(merchant="\u202e" * 100)
+    assert long.subject.startswith("Approve $1,250.00 to <U+202E><U+202E>") and len(long.subject) < 120
+
+
+def test_block_alert_isolates_the_names_and_the_reason() -> None:
+    email = render_block_alert(
+        organization_name="Acme\u202eResearch",
+        agent_name="bot\u202eevil",
+        blocked_at=EXPIRES,
+        timezone="UTC",
+        reason="21 requests\u2028in 60 s",
+        dashboard_url="https://pay.example.com/dashboard/agents/a-1",
+        to="admin@acme.test",
+    )
+    assert "<bdi>bot\u202eevil</bdi>" in email.html and "<bdi>Acme\u202eResearch</bdi>" in email.html
+    assert hidden_characters(outside_isolation(email.html)) == []
+    assert 'AgentPay\'s circuit breaker blocked the agent "bot<U+202E>evil".' in email.text.splitlines()
+    assert hidden_characters(email.text) == []
+    assert email.subject == 'Agent "bot<U+202E>evil" was blocked by the circuit breaker'
+
+
 # Local outbox --------------------------------------------------------------------------------------------------------
 def local_settings(tmp_path: Path) -> Settings:
     settings = load_settings(agentpay_env="local", agentpay_home=tmp_path)
@@ -450,6 +513,28 @@ def test_result_pages_escape_and_show_details() -> None:
     assert "<script" not in html and "<b>Approved</b>" not in html and "<i>shop</i>" not in html
     assert "&lt;b&gt;Approved&lt;/b&gt;" in html and "&lt;i&gt;shop&lt;/i&gt;" in html and "$12.50" in html
     assert parse(html).find("form") == []
+
+
+@pytest.mark.parametrize("action", ["approve", "decline"])
+def test_confirm_page_isolates_every_value_the_agent_sent(action: str) -> None:
+    html = confirm_page(
+        action,
+        agent_name="bot\u202eevil",
+        merchant="shop\u200b.example",
+        purpose="invoice\u202egnp.exe",
+        context={"file\u202e": "gnp.exe\u202e"},
+    )
+    for shown in ("bot\u202eevil", "shop\u200b.example", "invoice\u202egnp.exe", "file\u202e", "gnp.exe\u202e"):
+        assert f"<bdi>{shown}</bdi>" in html, shown
+    assert hidden_characters(outside_isolation(html)) == []
+
+
+def test_result_page_isolates_its_details() -> None:
+    html = render_result_page(
+        title="Payment declined", message="Done.", tone="neutral", details={"Merchant": "evil\u202emoc.elgoog"}
+    )
+    assert "<bdi>evil\u202emoc.elgoog</bdi>" in html
+    assert hidden_characters(outside_isolation(html)) == []
 
 
 @pytest.mark.parametrize("tone", ["success", "neutral", "error"])
