@@ -183,7 +183,11 @@ ERROR_DESCRIPTIONS = {
     410: "gone: link_expired",
     413: "invalid_request: payload_too_large (over 64 KiB)",
     422: "invalid_request: validation_error (with errors: [{field, message}]), unsupported_currency",
-    429: "rate_limit: rate_limited (the circuit breaker blocked the agent)",
+    429: (
+        "rate_limit: rate_limited (the circuit breaker blocked the agent, or too many failed authentications from"
+        " this address or for this key; Retry-After says when to try again)"
+    ),
+    431: "invalid_request: headers_too_large (the request's headers are over 16 KiB in all)",
     503: "unavailable: budget_unavailable and other dependency outages; nothing was approved",
 }
 _RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}}
@@ -297,7 +301,21 @@ def build(app: Any) -> dict[str, Any]:
                 operation["security"] = [{"qstashSignature": []}]
             else:
                 operation["security"] = []
+            # What any route can answer before it runs (shared.web), and what a key's failures can (auth_throttle).
+            keyed = any(name in ("agentKey", "adminKey") for scheme in operation["security"] for name in scheme)
+            for status in (431, 429) if keyed else (431,):
+                responses.setdefault(str(status), _error_answer(status))
     return spec
+
+
+def _error_answer(status: int) -> dict[str, Any]:
+    """An error answer as FastAPI renders the entries of `errors()`, for answers the document adds itself."""
+    headers = {**(_RETRY_AFTER if status in (429, 503) else {}), **_REQUEST_ID}
+    return {
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+        "description": ERROR_DESCRIPTIONS[status],
+        "headers": headers,
+    }
 
 
 def render(app: Any) -> str:

@@ -8,8 +8,9 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from starlette.concurrency import run_in_threadpool
 
-from shared import auth, jobs
+from shared import auth, auth_throttle, jobs
 from shared.config import Settings, get_settings
+from shared.errors import AgentPayError, AuthenticationFailed, MissingApiKey
 from shared.web import agent_id_var
 
 
@@ -37,21 +38,48 @@ async def current_agent(request: Request) -> auth.AgentIdentity:
         body=body,
     )
     # A cached agent is checked right here; a database lookup goes to the thread pool, off the event loop.
-    if auth.is_cached(authorization, auth.agent_cache):
-        agent = authenticate()
-    else:
-        agent = await run_in_threadpool(authenticate)
+    try:
+        if auth.is_cached(authorization, auth.agent_cache):
+            agent = authenticate()
+        else:
+            agent = await run_in_threadpool(authenticate)
+    except AuthenticationFailed as failure:
+        raise await refusal_after(failure, request, authorization) from failure
     agent_id_var.set(str(agent.id))
     request.state.agent = agent
     return agent
 
 
 async def current_admin(
+    request: Request,
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> auth.AdminIdentity:
-    if auth.is_cached(authorization, auth.admin_cache):
-        return auth.authenticate_admin(authorization)
-    return await run_in_threadpool(auth.authenticate_admin, authorization)
+    try:
+        if auth.is_cached(authorization, auth.admin_cache):
+            return auth.authenticate_admin(authorization)
+        return await run_in_threadpool(auth.authenticate_admin, authorization)
+    except AuthenticationFailed as failure:
+        raise await refusal_after(failure, request, authorization) from failure
+
+
+def client_address(request: Request) -> str | None:
+    """The caller's address: the peer locally, API Gateway's sourceIp in Lambda (Mangum puts it in the scope)."""
+    return request.client.host if request.client else None
+
+
+async def refusal_after(failure: AuthenticationFailed, request: Request, authorization: str | None) -> AgentPayError:
+    """The failure counted by the auth throttle: itself, or a 429 once this address or key has failed too often."""
+    try:
+        key: str | None = auth.bearer_key(authorization)
+    except MissingApiKey:
+        key = None
+    return await run_in_threadpool(
+        auth_throttle.refusal_after,
+        failure,
+        address=client_address(request),
+        key=key,
+        limits=auth_throttle.Limits.of(get_settings()),
+    )
 
 
 AgentDep = Annotated[auth.AgentIdentity, Depends(current_agent)]

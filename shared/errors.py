@@ -238,6 +238,12 @@ class RateLimited(AgentPayError):
         self.headers = {"Retry-After": str(retry_after)}
 
 
+class AuthenticationThrottled(RateLimited):
+    """Too many failed authentications from this address, or against this key, within a minute."""
+
+    message = "Too many failed authentications from this address or for this key; try again later."
+
+
 # 431 ---------------------------------------------------------------------------------------------------------------
 class HeadersTooLarge(AgentPayError):
     """The request's headers together are larger than the server reads (16 KiB)."""

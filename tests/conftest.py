@@ -37,6 +37,22 @@ def services(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[A
     db.close_pool()
 
 
+@pytest.fixture(autouse=True)
+def _no_failed_authentications_counted(request: pytest.FixtureRequest) -> None:
+    """Failed authentications are counted per client address for a minute (shared.auth_throttle), and the tests share
+    their addresses ("testclient", 127.0.0.1): each test that reaches the services starts with nothing counted."""
+    if "services" not in request.fixturenames:
+        return
+    request.getfixturevalue("services")
+    from shared.auth_throttle import KEY_PREFIX
+    from shared.redis_store import get_store
+
+    store = get_store()
+    counted = store.scan_keys(KEY_PREFIX + "*")
+    if counted:
+        store.delete(*counted)
+
+
 @pytest.fixture(scope="session")
 def app(services: Any) -> Any:
     from shared.local_app import build_local_app

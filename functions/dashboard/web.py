@@ -25,9 +25,21 @@ from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from pydantic import EmailStr, TypeAdapter, ValidationError
 
-from shared import agents, approvals, auth, billing, dashboard, db, display_text, organizations, stripe_api
+from shared import (
+    agents,
+    approvals,
+    auth,
+    auth_throttle,
+    billing,
+    dashboard,
+    db,
+    display_text,
+    organizations,
+    stripe_api,
+)
 from shared.config import Settings, get_settings
-from shared.errors import AgentPayError, AuthenticationFailed, NotFound, ValidationFailed
+from shared.deps import client_address
+from shared.errors import AgentPayError, AuthenticationFailed, AuthenticationThrottled, NotFound, ValidationFailed
 from shared.web import PAGE_ISOLATION_HEADERS, request_id_of
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
@@ -421,7 +433,16 @@ def login(request: Request, form: AnonymousFormDep) -> Response:
             session = dashboard.open_session(
                 conn, organization_id=admin.organization_id, admin_key_hash=auth.hash_key(key)
             )
-    except AuthenticationFailed:
+    except AuthenticationFailed as failure:
+        refusal = auth_throttle.refusal_after(
+            failure, address=client_address(request), key=key, limits=auth_throttle.Limits.of(get_settings())
+        )
+        if isinstance(refusal, AuthenticationThrottled):
+            retry_after = refusal.headers["Retry-After"]
+            message = f"Too many failed logins from this address. Try again in {retry_after} seconds."
+            response = anonymous_page(request, "login.html", 429, error=message, notice=None)
+            response.headers["Retry-After"] = retry_after
+            return response
         message = "That admin key is not valid. Paste the whole key, starting with apa_."
         if key.startswith("apk_"):
             message = "That is an agent key. Log in with your organization's admin key (it starts with apa_)."
