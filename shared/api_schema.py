@@ -155,6 +155,9 @@ class Organization(BaseModel):
     timezone: str
     admin_key_prefix: str
     has_payment_method: bool
+    email_verified_at: DateTime | None = Field(
+        description="null until the admin email is verified (outside local mode); until then no payment is approved"
+    )
     created_at: DateTime
 
 
@@ -177,7 +180,7 @@ ERROR_DESCRIPTIONS = {
     400: "invalid_token: the approval link is malformed or made for the other action",
     401: "authentication: missing_api_key, invalid_api_key, invalid_signature, timestamp_out_of_range",
     402: "budget: per_transaction_limit_exceeded, daily_limit_exceeded",
-    403: "permission: agent_disabled, agent_blocked (signup_token_required for sign-up)",
+    403: ("permission: agent_disabled, agent_blocked, organization_not_verified (signup_token_required for sign-up)"),
     404: "not_found (also for objects of another agent or organization)",
     409: "conflict: idempotency_key_reused, request_in_progress, already_decided",
     410: "gone: link_expired",
@@ -237,7 +240,7 @@ _REQUEST_ID = {"X-Request-Id": {"description": "the request's id, also in error 
 _CSV_EXPORTS = {("/v1/dashboard/audit-logs", "get")}
 _CSV = {"schema": {"type": "string", "description": "CSV with a header row"}}
 # Pages for people (the approval links): every answer is HTML, or JSON when the request accepts application/json.
-_HTML_PAGES = {"/v1/approve/{token}", "/v1/decline/{token}"}
+_HTML_PAGES = {"/v1/approve/{token}", "/v1/decline/{token}", "/v1/orgs/verify-email/{token}"}
 _HTML = {"schema": {"type": "string"}}
 
 
@@ -301,7 +304,7 @@ def build(app: Any) -> dict[str, Any]:
                 operation["security"] = [{"qstashSignature": []}]
             else:
                 operation["security"] = []
-            # What any route can answer before it runs (shared.web), and what a key's failures can (auth_throttle).
+            # What any route can answer before it runs (shared.web), and what a key's failures can (throttle).
             keyed = any(name in ("agentKey", "adminKey") for scheme in operation["security"] for name in scheme)
             for status in (431, 429) if keyed else (431,):
                 responses.setdefault(str(status), _error_answer(status))

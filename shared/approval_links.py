@@ -25,10 +25,6 @@ def wants_json(request: Request) -> bool:
     return "application/json" in request.headers.get("accept", "")
 
 
-def _page(html: str, status: int = 200) -> HTMLResponse:
-    return HTMLResponse(html, status_code=status, headers=approval_pages.page_security_headers())
-
-
 def _error_page(error: AgentPayError) -> HTMLResponse:
     if isinstance(error, LinkExpired):
         title, message = "This link has expired", "The approval window has passed; the payment was not made."
@@ -36,7 +32,9 @@ def _error_page(error: AgentPayError) -> HTMLResponse:
         title, message = "Already decided", error.message
     else:
         title, message = "This link is not valid", "It may have been copied incompletely. Nothing was changed."
-    return _page(approval_pages.render_result_page(title=title, message=message, tone="error"), error.http_status)
+    return approval_pages.page_response(
+        approval_pages.render_result_page(title=title, message=message, tone="error"), error.http_status
+    )
 
 
 def _details(row: dict[str, Any]) -> dict[str, str]:
@@ -74,7 +72,7 @@ def make_router(action: Action) -> APIRouter:
         if wants_json(request):
             return JSONResponse(transaction_view(row))
         if row["status"] != "pending":
-            return _page(
+            return approval_pages.page_response(
                 approval_pages.render_result_page(
                     title="Already decided",
                     message=f"This payment is {row['status'].replace('_', ' ')}; there is nothing left to decide.",
@@ -82,7 +80,7 @@ def make_router(action: Action) -> APIRouter:
                     details=_details(row),
                 )
             )
-        return _page(
+        return approval_pages.page_response(
             approval_pages.render_confirm_page(
                 action=action,
                 agent_name=row["agent_name"],
@@ -117,7 +115,9 @@ def make_router(action: Action) -> APIRouter:
         else:
             title, message = f"Already {_PAST[action]}", "This decision was already made; nothing changed."
         tone: Literal["success", "neutral"] = "success" if action == "approve" else "neutral"
-        return _page(approval_pages.render_result_page(title=title, message=message, tone=tone, details=_details(row)))
+        return approval_pages.page_response(
+            approval_pages.render_result_page(title=title, message=message, tone=tone, details=_details(row))
+        )
 
     return router
 

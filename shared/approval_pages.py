@@ -1,4 +1,5 @@
-"""The HTML pages behind the approval links: the confirm page a GET shows, and the page that answers the decision."""
+"""The HTML pages behind the emailed links: the confirm page a GET shows (a payment to decide, an email to verify),
+and the page that answers the POST."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import hashlib
 from datetime import datetime
 from typing import Any, Literal
 
+from fastapi.responses import HTMLResponse
 from markupsafe import Markup
 
 from shared.email import TEMPLATES_DIR, format_local_time, format_money, one_line, summarize_context, templates
@@ -40,6 +42,11 @@ def page_security_headers() -> dict[str, str]:
     }
 
 
+def page_response(html: str, status: int = 200) -> HTMLResponse:
+    """One of these pages as the answer, with their security headers."""
+    return HTMLResponse(html, status_code=status, headers=page_security_headers())
+
+
 def render_confirm_page(
     *,
     action: Literal["approve", "decline"],
@@ -70,6 +77,21 @@ def render_confirm_page(
             purpose=one_line(purpose),
             context_rows=summarize_context(context),
             expires=format_local_time(expires_at, timezone),
+            post_url=post_url,
+        )
+    )
+
+
+def render_verify_email_page(*, organization_name: str, admin_email: str, post_url: str) -> str:
+    """The page the verification link opens: the address to confirm, and the one button that confirms it."""
+    return (
+        templates()
+        .get_template("approval/verify_email.html")
+        .render(
+            css=Markup(page_css()),
+            page_title="Verify your email",
+            organization_name=one_line(organization_name),
+            admin_email=admin_email,
             post_url=post_url,
         )
     )

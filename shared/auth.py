@@ -123,6 +123,9 @@ class AgentIdentity:
     per_tx_limit_cents: int
     approval_threshold_cents: int
     max_requests_per_minute: int
+    # Outside local mode an organization spends once its admin email is verified; the address, for the refusal.
+    organization_verified: bool = True
+    admin_email: str = ""
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,7 @@ admin_cache = _TtlCache(AUTH_CACHE_SECONDS)
 
 _AGENT_BY_KEY_SQL = """
 SELECT a.id, a.organization_id, a.name, a.api_key_hash, a.is_active, a.blocked_at, o.timezone,
+       o.email_verified_at IS NOT NULL AS organization_verified, o.admin_email,
        l.daily_limit_cents, l.per_tx_limit_cents, l.approval_threshold_cents, l.max_requests_per_minute
 FROM agents a
 JOIN organizations o ON o.id = a.organization_id
@@ -187,6 +191,8 @@ def load_agent(conn: db.Connection, key_hash: str) -> AgentIdentity | None:
         per_tx_limit_cents=row["per_tx_limit_cents"],
         approval_threshold_cents=row["approval_threshold_cents"],
         max_requests_per_minute=row["max_requests_per_minute"],
+        organization_verified=row["organization_verified"],
+        admin_email=row["admin_email"],
     )
 
 

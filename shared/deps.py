@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from starlette.concurrency import run_in_threadpool
 
-from shared import auth, auth_throttle, jobs
+from shared import auth, jobs, throttle
 from shared.config import Settings, get_settings
 from shared.errors import AgentPayError, AuthenticationFailed, MissingApiKey
 from shared.web import agent_id_var
@@ -74,11 +74,11 @@ async def refusal_after(failure: AuthenticationFailed, request: Request, authori
     except MissingApiKey:
         key = None
     return await run_in_threadpool(
-        auth_throttle.refusal_after,
+        throttle.refusal_after,
         failure,
         address=client_address(request),
         key=key,
-        limits=auth_throttle.Limits.of(get_settings()),
+        limits=throttle.Limits.of(get_settings()),
     )
 
 

@@ -67,6 +67,7 @@ def ensure_demo(settings: Settings) -> dict[str, str]:
         timezone="UTC",
         key_mode=settings.key_mode,
         attach_test_card=True,
+        email_verified=True,
     )
     org_id = created_org.organization["id"]
     with db.connection() as conn:

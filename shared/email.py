@@ -33,7 +33,7 @@ RESEND_TIMEOUT_SECONDS = 10
 _RESEND_HTTP_CLIENT = RequestsClient(timeout=RESEND_TIMEOUT_SECONDS)
 _RESEND_MAX_IDEMPOTENCY_KEY = 256
 
-EmailKind = Literal["approval", "block_alert", "email"]
+EmailKind = Literal["approval", "block_alert", "email_verification", "email"]
 
 
 class EmailDeliveryFailed(ServiceUnavailable):
@@ -253,6 +253,23 @@ def render_block_alert(
         text=templates().get_template("email/block_alert.txt").render(subject=subject, **values),
         html=templates().get_template("email/block_alert.html").render(subject=subject, **values),
         kind="block_alert",
+    )
+
+
+def render_email_verification(*, organization_name: str, admin_email: str, verify_url: str) -> Email:
+    """The email that asks the address given at sign-up to confirm it: the organization spends only after that."""
+    values = {
+        "organization_name": one_line(organization_name),
+        "admin_email": admin_email,
+        "verify_url": _check_link(verify_url),
+    }
+    subject = f"Verify your admin email for {_subject_part(organization_name, 60)} on AgentPay"
+    return Email(
+        to=admin_email,
+        subject=subject,
+        text=templates().get_template("email/verify_email.txt").render(subject=subject, **values),
+        html=templates().get_template("email/verify_email.html").render(subject=subject, **values),
+        kind="email_verification",
     )
 
 

@@ -139,6 +139,13 @@ class SignupTokenRequired(PermissionDenied):
     message = "Sign-up requires a valid AgentPay-Signup-Token header."
 
 
+class OrganizationNotVerified(PermissionDenied):
+    """The organization's admin email is not verified yet: none of its agents may spend."""
+
+    code = "organization_not_verified"
+    message = "This organization's admin email is not verified yet; no payment is approved until it is."
+
+
 # 404 ---------------------------------------------------------------------------------------------------------------
 class NotFound(AgentPayError):
     """The object does not exist or belongs to someone else."""
@@ -242,6 +249,12 @@ class AuthenticationThrottled(RateLimited):
     """Too many failed authentications from this address, or against this key, within a minute."""
 
     message = "Too many failed authentications from this address or for this key; try again later."
+
+
+class SignupThrottled(RateLimited):
+    """Too many sign-ups from this address within an hour (outside local mode)."""
+
+    message = "Too many sign-ups from this address; try again later."
 
 
 # 431 ---------------------------------------------------------------------------------------------------------------

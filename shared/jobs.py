@@ -69,6 +69,20 @@ def block_alert_job(agent_id: uuid.UUID | str, blocked_at: str) -> Job:
     )
 
 
+def email_verification_job(organization_id: uuid.UUID | str, *, resend: str | None = None) -> Job:
+    """The sign-up's verification email, or a resend (`resend` names it: one per name, and its own email)."""
+    suffix = f"-{resend}" if resend else ""
+    return Job(
+        "email",
+        {
+            "kind": "email_verification",
+            "organization_id": str(organization_id),
+            "send": f"verify-{organization_id}{suffix}",  # the email's own idempotency key
+        },
+        f"email-verify-{organization_id}{suffix}",
+    )
+
+
 def webhook_job(event_id: str) -> Job:
     return Job("webhook", {"event_id": event_id}, f"webhook-{event_id}")
 

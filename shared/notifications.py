@@ -1,4 +1,5 @@
-"""Telling the organization's admin: the approval request with its one-click links, and the circuit-breaker alert."""
+"""Telling the organization's admin: the approval request with its one-click links, the circuit-breaker alert, and the
+link that verifies the admin email."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from shared import approvals, db, email
+from shared import approvals, db, email, organizations
 from shared.config import Settings
 
 log = logging.getLogger("agentpay.notifications")
@@ -72,3 +73,20 @@ def send_block_alert(settings: Settings, agent_id: uuid.UUID, blocked_at: str) -
         to=row["admin_email"],
     )
     return email.send_email(message, settings=settings, idempotency_key=f"block-{agent_id}-{blocked_at}")
+
+
+def send_email_verification(settings: Settings, organization_id: uuid.UUID, *, send: str) -> str | None:
+    """Email the sign-up's address the link that verifies it. None when there is nothing to verify any more."""
+    with db.connection() as conn:
+        org = organizations.get_organization(conn, organization_id)
+    if org is None or org["email_verified_at"] is not None:
+        return None
+    token = organizations.issue_verification_token(
+        organization_id=organization_id, email=org["admin_email"], secret=settings.require("approval_jwt_secret")
+    )
+    message = email.render_email_verification(
+        organization_name=org["name"],
+        admin_email=org["admin_email"],
+        verify_url=f"{settings.base_url}/v1/orgs/verify-email/{token}",
+    )
+    return email.send_email(message, settings=settings, idempotency_key=send)

@@ -37,20 +37,24 @@ def services(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[A
     db.close_pool()
 
 
-@pytest.fixture(autouse=True)
-def _no_failed_authentications_counted(request: pytest.FixtureRequest) -> None:
-    """Failed authentications are counted per client address for a minute (shared.auth_throttle), and the tests share
-    their addresses ("testclient", 127.0.0.1): each test that reaches the services starts with nothing counted."""
-    if "services" not in request.fixturenames:
-        return
-    request.getfixturevalue("services")
-    from shared.auth_throttle import KEY_PREFIX
+def forget_throttle_counts() -> None:
+    """Drop every count of shared.throttle (failed authentications, sign-ups), as if their windows had passed."""
     from shared.redis_store import get_store
+    from shared.throttle import KEY_PREFIX
 
     store = get_store()
     counted = store.scan_keys(KEY_PREFIX + "*")
     if counted:
         store.delete(*counted)
+
+
+@pytest.fixture(autouse=True)
+def _no_throttle_counts(request: pytest.FixtureRequest) -> None:
+    """Failed authentications and sign-ups are counted per client address (shared.throttle), and the tests share
+    their addresses ("testclient", 127.0.0.1): each test that reaches the services starts with nothing counted."""
+    if "services" in request.fixturenames:
+        request.getfixturevalue("services")
+        forget_throttle_counts()
 
 
 @pytest.fixture(scope="session")

@@ -5,15 +5,26 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import HTMLResponse, StreamingResponse
 from mangum import Mangum
 from pydantic import ConfigDict, EmailStr, Field, StrictInt
 
 from functions.dashboard import web
-from shared import agents, approvals, dashboard, db, organizations, stripe_api, transactions
+from shared import (
+    agents,
+    approval_pages,
+    approvals,
+    auth,
+    dashboard,
+    db,
+    organizations,
+    stripe_api,
+    throttle,
+    transactions,
+)
 from shared import api_schema as schema
-from shared.deps import AdminDep, SettingsDep
-from shared.errors import SignupTokenRequired
+from shared.deps import AdminDep, SettingsDep, client_address
+from shared.errors import AgentPayError, InvalidToken, LinkExpired, SignupTokenRequired
 from shared.health import router as health_router
 from shared.web import RequestModel, create_app, request_id_of
 
@@ -61,14 +72,17 @@ class AgentIn(RequestModel):
     response_model=None,
     responses={
         **schema.ok(schema.SignupResult, "the organization and its admin key, shown once", 201),
-        **schema.errors(403, 413, 422, 503),
+        **schema.errors(403, 413, 422, 429, 503),
     },
 )
 def create_organization(
     body: SignupIn,
+    request: Request,
     settings: SettingsDep,
     agentpay_signup_token: Annotated[str | None, Header()] = None,
 ) -> dict[str, Any]:
+    # Counted before the token is checked: guessing the token is throttled too.
+    throttle.check_signup(address=client_address(request), settings=settings)
     if not settings.is_local and not _signup_token_ok(agentpay_signup_token, settings.signup_token):
         raise SignupTokenRequired()
     created = organizations.sign_up(
@@ -78,11 +92,73 @@ def create_organization(
         timezone=body.timezone,
         key_mode=settings.key_mode,
         attach_test_card=settings.is_local,
+        email_verified=settings.is_local,
     )
     return {
         "organization": organizations.organization_view(created.organization),
         "admin_key": created.admin_key.plaintext,
     }
+
+
+_VERIFY_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {"description": "an HTML page", "content": {"text/html": {}}},
+    **schema.errors(400, 410),
+}
+
+
+@router.get(
+    "/v1/orgs/verify-email/{token}",
+    tags=["organizations"],
+    summary="The email verification link: a page with one button (changes nothing; mail scanners prefetch links)",
+    response_model=None,
+    responses=_VERIFY_ANSWERS,
+)
+def show_email_verification(token: str, request: Request, settings: SettingsDep) -> HTMLResponse:
+    try:
+        verification = organizations.read_verification_token(token, secret=settings.require("approval_jwt_secret"))
+        with db.connection() as conn:
+            org = organizations.get_organization(conn, verification.organization_id)
+        if org is None or org["admin_email"] != verification.email:
+            raise InvalidToken("This verification link is not valid for this organization's current admin email.")
+    except AgentPayError as error:
+        return _verification_failed(error)
+    if org["email_verified_at"] is not None:
+        return _verified_page(org, "Already verified")
+    return approval_pages.page_response(
+        approval_pages.render_verify_email_page(
+            organization_name=org["name"], admin_email=org["admin_email"], post_url=str(request.url.path)
+        )
+    )
+
+
+@router.post(
+    "/v1/orgs/verify-email/{token}",
+    tags=["organizations"],
+    summary="Verify the organization's admin email: from now on its agents may spend",
+    response_model=None,
+    responses=_VERIFY_ANSWERS,
+)
+def verify_email(token: str, settings: SettingsDep) -> HTMLResponse:
+    try:
+        verification = organizations.read_verification_token(token, secret=settings.require("approval_jwt_secret"))
+        with db.connection() as conn:
+            org = organizations.verify_email(conn, verification)
+    except AgentPayError as error:
+        return _verification_failed(error)
+    # This container's cached agents learn it at once; other containers within auth.AUTH_CACHE_SECONDS.
+    auth.agent_cache.clear()
+    return _verified_page(org, "Email verified")
+
+
+def _verified_page(org: dict[str, Any], title: str) -> HTMLResponse:
+    message = f"{org['admin_email']} is verified. The organization's agents can now spend within their limits."
+    return approval_pages.page_response(approval_pages.render_result_page(title=title, message=message, tone="success"))
+
+
+def _verification_failed(error: AgentPayError) -> HTMLResponse:
+    title = "This link has expired" if isinstance(error, LinkExpired) else "This link is not valid"
+    page = approval_pages.render_result_page(title=title, message=error.message, tone="error")
+    return approval_pages.page_response(page, error.http_status)
 
 
 @router.post(

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import time
 import uuid
 import zoneinfo
 from collections.abc import Callable, Coroutine
@@ -29,17 +30,25 @@ from shared import (
     agents,
     approvals,
     auth,
-    auth_throttle,
     billing,
     dashboard,
     db,
     display_text,
+    jobs,
     organizations,
     stripe_api,
+    throttle,
 )
 from shared.config import Settings, get_settings
-from shared.deps import client_address
-from shared.errors import AgentPayError, AuthenticationFailed, AuthenticationThrottled, NotFound, ValidationFailed
+from shared.deps import SettingsDep, client_address
+from shared.errors import (
+    AgentPayError,
+    AuthenticationFailed,
+    AuthenticationThrottled,
+    NotFound,
+    SignupThrottled,
+    ValidationFailed,
+)
 from shared.web import PAGE_ISOLATION_HEADERS, request_id_of
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
@@ -106,6 +115,7 @@ NOTICES = {
     "agent_unblocked": "The agent is unblocked.",
     "limits_updated": "Limits saved. They apply from the agent's next request.",
     "logged_out": "You are logged out.",
+    "verification_sent": "The verification link is on its way to your admin email.",
     "approved": "The payment is approved; the charge is on its way.",
     "declined": "The payment is declined and its hold released.",
 }
@@ -384,8 +394,7 @@ def _signup_context(settings: Settings, values: dict[str, str], errors: dict[str
 
 
 @router.post("/signup")
-def signup(request: Request, form: AnonymousFormDep) -> HTMLResponse:
-    settings = get_settings()
+def signup(request: Request, form: AnonymousFormDep, settings: SettingsDep) -> HTMLResponse:
     values = {k: form.get(k, "").strip() for k in ("name", "admin_email", "timezone", "timezone_other")}
     timezone = values["timezone_other"] or values["timezone"] or "UTC"
     errors: dict[str, str] = {}
@@ -401,6 +410,13 @@ def signup(request: Request, form: AnonymousFormDep) -> HTMLResponse:
         errors["timezone"] = exc.errors[0]["message"]
     if not settings.is_local and not _signup_token_ok(form.get("signup_token"), settings.signup_token):
         errors["signup_token"] = "This sign-up token is not valid."
+    try:
+        throttle.check_signup(address=client_address(request), settings=settings)
+    except SignupThrottled as refused:
+        context = _signup_context(settings, values, errors)
+        response = anonymous_page(request, "signup.html", 429, error=refused.message, **context)
+        response.headers.update(refused.headers)
+        return response
     if errors:
         return anonymous_page(request, "signup.html", 422, **_signup_context(settings, values, errors))
     created = organizations.sign_up(
@@ -410,6 +426,7 @@ def signup(request: Request, form: AnonymousFormDep) -> HTMLResponse:
         timezone=timezone,
         key_mode=settings.key_mode,
         attach_test_card=settings.is_local,
+        email_verified=settings.is_local,
     )
     # Shown once, in this response only; it is never stored in clear, in a cookie or in a URL.
     return render("signup_done.html", organization=created.organization, admin_key=created.admin_key.plaintext)
@@ -434,8 +451,8 @@ def login(request: Request, form: AnonymousFormDep) -> Response:
                 conn, organization_id=admin.organization_id, admin_key_hash=auth.hash_key(key)
             )
     except AuthenticationFailed as failure:
-        refusal = auth_throttle.refusal_after(
-            failure, address=client_address(request), key=key, limits=auth_throttle.Limits.of(get_settings())
+        refusal = throttle.refusal_after(
+            failure, address=client_address(request), key=key, limits=throttle.Limits.of(get_settings())
         )
         if isinstance(refusal, AuthenticationThrottled):
             retry_after = refusal.headers["Retry-After"]
@@ -460,6 +477,17 @@ def logout(who: SignedInDep, form: FormDep) -> Response:
     response = see_other("/dashboard/login", notice="logged_out")
     response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
     return response
+
+
+@router.post("/verify-email/resend")
+def resend_email_verification(who: SignedInDep, form: FormDep) -> Response:
+    """Queue the verification email again (one per minute at most: the job's name is the minute)."""
+    if who.organization.get("email_verified_at") is None:
+        minute = str(int(time.time()) // 60)
+        with db.connection() as conn:
+            job = jobs.enqueue(conn, jobs.email_verification_job(who.organization_id, resend=minute))
+        jobs.publish([job])
+    return see_other("/dashboard", notice="verification_sent")
 
 
 # Transactions ------------------------------------------------------------------------------------------------------

@@ -24,10 +24,12 @@ router = APIRouter(tags=["jobs"])
 class EmailJobIn(RequestModel):
     model_config = ConfigDict(extra="ignore")
 
-    kind: Literal["approval", "block_alert"]
+    kind: Literal["approval", "block_alert", "email_verification"]
     transaction_id: uuid.UUID | None = None
     agent_id: uuid.UUID | None = None
     blocked_at: str | None = None
+    organization_id: uuid.UUID | None = None
+    send: str | None = None  # the verification email's idempotency key: one per sign-up or resend
 
 
 class QStashFailureIn(RequestModel):
@@ -48,7 +50,7 @@ class WebhookJobIn(RequestModel):
 
 @router.post(
     "/v1/jobs/email",
-    summary="Send an approval request or a circuit-breaker alert (QStash-signed)",
+    summary="Send an approval request, a circuit-breaker alert or an email verification link (QStash-signed)",
     response_model=None,
     responses={**schema.ok(schema.JobResult), **schema.errors(401, 409, 503)},
 )
@@ -58,6 +60,8 @@ def run_email_job(body: SignedJobBody, settings: SettingsDep) -> dict[str, Any]:
         sent = notifications.send_approval_request(settings, job.transaction_id)
     elif job.kind == "block_alert" and job.agent_id is not None and job.blocked_at is not None:
         sent = notifications.send_block_alert(settings, job.agent_id, job.blocked_at)
+    elif job.kind == "email_verification" and job.organization_id is not None and job.send:
+        sent = notifications.send_email_verification(settings, job.organization_id, send=job.send)
     else:
         sent = None
     return {"sent": sent}

@@ -17,7 +17,7 @@ from shared import api_schema as schema
 from shared import display_text, payments
 from shared.config import get_settings
 from shared.deps import current_agent
-from shared.errors import BudgetExceededError, UnsupportedCurrency, ValidationFailed
+from shared.errors import BudgetExceededError, OrganizationNotVerified, UnsupportedCurrency, ValidationFailed
 from shared.health import router as health_router
 from shared.transactions import transaction_view
 from shared.web import RequestModel, create_app, request_id_of, validation_error_from
@@ -179,6 +179,11 @@ async def create_payment_request(request: Request) -> JSONResponse:
     data = _json_body(await request.body(), request.headers.get("content-type"))
     agent = await current_agent(request)
     request.state.on_rejected = functools.partial(payments.record_rejection, agent)
+    if not agent.organization_verified:
+        raise OrganizationNotVerified(
+            "This organization's admin email is not verified yet; no payment is approved until the admin opens the"
+            f" link AgentPay sent to {display_text.masked_email(agent.admin_email)}."
+        )
     body = _payment_request_in(data)
     # The settings are read here rather than as a dependency: it saves FastAPI work on every request.
     settings = get_settings()
