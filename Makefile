@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck cfn-lint pytest bench bench-compare clean install browser openapi sdk-ts fuzz chaos
+.PHONY: run test lint typecheck cfn-lint pytest bench bench-compare security-probe clean install browser openapi sdk-ts fuzz chaos
 
 # The dashboard's browser tests drive Debian's chromium (Playwright's own download is not used).
 CHROMIUM ?= /usr/bin/chromium
@@ -68,6 +68,10 @@ bench: $(STAMP)
 # Throughput of two commits back to back on one stack: make bench-compare A=HEAD~1 B=HEAD
 bench-compare: $(STAMP)
 	$(PY) bench/compare.py $(or $(A),HEAD~1) $(or $(B),HEAD)
+
+# The penetration test's findings replayed against two commits' servers: make security-probe A=0b4779e B=HEAD
+security-probe: $(STAMP)
+	$(PY) bench/security_probe.py $(or $(A),HEAD) $(B)
 
 clean:
 	rm -rf $(VENV) .agentpay .pytest_cache .mypy_cache .ruff_cache

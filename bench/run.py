@@ -160,7 +160,13 @@ class Server:
     """The local app under uvicorn in its own session, so a Ctrl-C reaches only us and we stop it in order."""
 
     def __init__(
-        self, *, workers: int, env: dict[str, str], log_path: Path, factory: str = "shared.local_app:build_local_app"
+        self,
+        *,
+        workers: int,
+        env: dict[str, str],
+        log_path: Path,
+        factory: str = "shared.local_app:build_local_app",
+        http: str = "shared.local_http:BoundedHttpToolsProtocol",
     ) -> None:
         self.workers = workers
         self.port = free_port()
@@ -179,7 +185,7 @@ class Server:
             "warning",
             "--no-access-log",
             "--http",
-            "shared.local_http:BoundedHttpToolsProtocol",
+            http,
         ]
         if workers > 1:
             command += ["--workers", str(workers)]

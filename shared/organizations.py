@@ -192,7 +192,12 @@ def verify_email(conn: db.Connection, verification: EmailVerification) -> dict[s
             details={"email": verification.email},
         )
         return row
-    current = get_organization(conn, verification.organization_id)
-    if current is None or current["admin_email"] != verification.email:
+    return organization_to_verify(conn, verification)
+
+
+def organization_to_verify(conn: db.Connection, verification: EmailVerification) -> dict[str, Any]:
+    """The organization a verification link names, while the address is still its admin's; InvalidToken otherwise."""
+    organization = get_organization(conn, verification.organization_id)
+    if organization is None or organization["admin_email"] != verification.email:
         raise InvalidToken("This verification link is not valid for this organization's current admin email.")
-    return current
+    return organization

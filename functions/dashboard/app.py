@@ -24,7 +24,7 @@ from shared import (
 )
 from shared import api_schema as schema
 from shared.deps import AdminDep, SettingsDep, client_address
-from shared.errors import AgentPayError, InvalidToken, LinkExpired, SignupTokenRequired
+from shared.errors import AgentPayError, LinkExpired, SignupTokenRequired
 from shared.health import router as health_router
 from shared.web import RequestModel, create_app, request_id_of
 
@@ -117,9 +117,7 @@ def show_email_verification(token: str, request: Request, settings: SettingsDep)
     try:
         verification = organizations.read_verification_token(token, secret=settings.require("approval_jwt_secret"))
         with db.connection() as conn:
-            org = organizations.get_organization(conn, verification.organization_id)
-        if org is None or org["admin_email"] != verification.email:
-            raise InvalidToken("This verification link is not valid for this organization's current admin email.")
+            org = organizations.organization_to_verify(conn, verification)
     except AgentPayError as error:
         return _verification_failed(error)
     if org["email_verified_at"] is not None:
