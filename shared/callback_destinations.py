@@ -148,7 +148,7 @@ def check_url(url: str, policy: CallbackPolicy) -> Destination:
     return Destination(parsed, host, port, address, local_exception=False)
 
 
-def check_resolved(destination: Destination, resolved: str, policy: CallbackPolicy) -> IPAddress:
+def check_resolved(destination: Destination, resolved: str) -> IPAddress:
     """One address the destination's host resolved to, if a callback may connect to it; else CallbackUrlRefused."""
     address = ipaddress.ip_address(resolved.split("%", 1)[0])  # a zone only ever comes with link-local: refused
     if destination.local_exception and address.is_loopback:

@@ -56,7 +56,7 @@ def _connect_to(callback_url: str, policy: CallbackPolicy, resolve: Resolver) ->
         answers = resolve(destination.host, destination.port, type=socket.SOCK_STREAM)
     except OSError as exc:
         raise WebhookDeliveryFailed(f"The callback host {destination.host!r} does not resolve.") from exc
-    addresses = [check_resolved(destination, str(answer[4][0]), policy) for answer in answers]
+    addresses = [check_resolved(destination, str(answer[4][0])) for answer in answers]
     if not addresses:
         raise WebhookDeliveryFailed(f"The callback host {destination.host!r} does not resolve.")
     return destination, list(dict.fromkeys(addresses))

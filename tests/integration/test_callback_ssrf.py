@@ -260,8 +260,8 @@ def test_dns_rebinding_the_post_goes_to_the_address_that_was_checked(
     """The name is resolved once; the connection goes to that answer, whatever the name resolves to afterwards."""
     from shared import webhooks
 
-    checked = receivers("127.0.0.2")
-    later = receivers("127.0.0.1", checked.port)  # where the system resolver (and a second lookup) would send it
+    later = receivers("127.0.0.1")  # where the system resolver (and a second lookup) would send it
+    checked = receivers("127.0.0.2", later.port)  # the same port: only the address tells them apart
     event_id = stored_event(client, roomy_agent, f"http://localhost:{checked.port}/hook")
     dns = PlayedDns("127.0.0.2", "127.0.0.1")
     assert webhooks.deliver(event_id, policy=local_policy(), resolve=dns) == 200
