@@ -222,6 +222,14 @@ class ValidationFailed(AgentPayError):
         self.errors = errors
 
 
+class CallbackUrlRefused(ValidationFailed):
+    """The callback_url may not be called: not https, not a host, or a private or internal destination (SSRF)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__([{"field": "callback_url", "message": reason}])
+        self.reason = reason
+
+
 class UnsupportedCurrency(AgentPayError):
     """A currency other than usd."""
 

@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import socket
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
 from shared import db
+from shared.callback_destinations import CallbackPolicy, Destination, IPAddress, check_resolved, check_url
 from shared.clock import clock
-from shared.errors import NotFound, ServiceUnavailable
+from shared.errors import CallbackUrlRefused, NotFound, ServiceUnavailable
 
 log = logging.getLogger("agentpay.webhooks")
 DELIVERY_TIMEOUT_SECONDS = 10.0
+# socket.getaddrinfo's signature: tests play DNS through it (the one thing they cannot control for real).
+Resolver = Callable[..., list[tuple[Any, ...]]]
 
 
 class WebhookDeliveryFailed(ServiceUnavailable):
@@ -34,19 +36,6 @@ def signature_header(key_hash: str, body: bytes, timestamp: int) -> str:
     return f"t={timestamp},v1={digest}"
 
 
-def _refuse_private_destination(url: str) -> None:
-    """Outside local mode a callback must not reach our own network (SSRF): private, loopback, link-local."""
-    host = urlsplit(url).hostname or ""
-    try:
-        addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, 443, proto=socket.IPPROTO_TCP)}
-    except OSError as exc:
-        raise WebhookDeliveryFailed(f"The callback host {host!r} does not resolve.") from exc
-    for address in addresses:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-        if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast:
-            raise WebhookRefused(f"The callback host {host!r} resolves to a private address; not delivered.")
-
-
 class WebhookRefused(WebhookDeliveryFailed):
     """The callback URL points into a private network: never delivered, not retried."""
 
@@ -55,8 +44,67 @@ class WebhookRefused(WebhookDeliveryFailed):
     code = "callback_url_refused"
 
 
-def deliver(event_id: str, *, client: httpx.Client | None = None, allow_private: bool = False) -> int:
-    """POST the event to its transaction's callback_url. Returns the receiver's status; raises unless 2xx."""
+def _connect_to(callback_url: str, policy: CallbackPolicy, resolve: Resolver) -> tuple[Destination, list[IPAddress]]:
+    """The callback's destination and the addresses it may connect to: its host resolved once, every answer checked.
+
+    The delivery connects to these addresses, never to the name: a second lookup (DNS rebinding) cannot differ.
+    """
+    destination = check_url(callback_url, policy)
+    if destination.address is not None:
+        return destination, [destination.address]
+    try:
+        answers = resolve(destination.host, destination.port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise WebhookDeliveryFailed(f"The callback host {destination.host!r} does not resolve.") from exc
+    addresses = [check_resolved(destination, str(answer[4][0])) for answer in answers]
+    if not addresses:
+        raise WebhookDeliveryFailed(f"The callback host {destination.host!r} does not resolve.")
+    return destination, list(dict.fromkeys(addresses))
+
+
+def _post_pinned(
+    http: httpx.Client,
+    destination: Destination,
+    address: IPAddress,
+    body: bytes,
+    headers: dict[str, str],
+) -> httpx.Response:
+    """POST to the checked address, with the Host header and (https) the TLS server name of the URL's host."""
+    extensions = {}
+    if destination.url.scheme == "https" and destination.address is None:
+        extensions["sni_hostname"] = destination.host.removesuffix(".")  # the certificate is verified for this name
+    return http.post(
+        destination.url.copy_with(host=str(address)),
+        content=body,
+        headers={**headers, "Host": destination.url.netloc.decode("ascii")},
+        extensions=extensions,
+    )
+
+
+def _post_to_first_reachable(
+    http: httpx.Client, destination: Destination, addresses: list[IPAddress], body: bytes, headers: dict[str, str]
+) -> httpx.Response:
+    """POST to the first checked address that takes the connection (localhost may be ::1 and 127.0.0.1)."""
+    for address in addresses[:-1]:
+        try:
+            return _post_pinned(http, destination, address, body, headers)
+        except (httpx.ConnectError, httpx.ConnectTimeout):
+            continue  # nothing was sent: the next checked address may answer
+    return _post_pinned(http, destination, addresses[-1], body, headers)
+
+
+def deliver(
+    event_id: str,
+    *,
+    policy: CallbackPolicy | None = None,
+    client: httpx.Client | None = None,
+    resolve: Resolver = socket.getaddrinfo,
+) -> int:
+    """POST the event to its transaction's callback_url. Returns the receiver's status; raises unless 2xx.
+
+    `policy` says where callbacks may go (default: production's, public addresses only); `resolve` is getaddrinfo.
+    A destination the policy refuses raises WebhookRefused, whatever the mode.
+    """
     with db.connection() as conn:
         row = conn.execute(
             """
@@ -70,8 +118,12 @@ def deliver(event_id: str, *, client: httpx.Client | None = None, allow_private:
         ).fetchone()
     if row is None:
         raise NotFound("No such webhook event.")
-    if not allow_private:
-        _refuse_private_destination(row["callback_url"])
+    try:
+        destination, addresses = _connect_to(row["callback_url"], policy or CallbackPolicy(), resolve)
+    except CallbackUrlRefused as refused:
+        # The reason names the host or address, never the URL's path or query (they may carry the agent's secrets).
+        log.warning("webhook refused", extra={"fields": {"event_id": event_id, "reason": refused.reason}})
+        raise WebhookRefused(f"callback_url {refused.reason}; not delivered.") from refused
     payload: dict[str, Any] = row["payload"]
     body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
     headers = {
@@ -83,7 +135,7 @@ def deliver(event_id: str, *, client: httpx.Client | None = None, allow_private:
     owned = client is None
     http = client or httpx.Client(timeout=DELIVERY_TIMEOUT_SECONDS, follow_redirects=False)
     try:
-        response = http.post(row["callback_url"], content=body, headers=headers)
+        response = _post_to_first_reachable(http, destination, addresses, body, headers)
     except httpx.HTTPError as exc:
         raise WebhookDeliveryFailed(f"Could not reach the receiver: {type(exc).__name__}.") from exc
     finally:

@@ -14,6 +14,7 @@ from pydantic import ConfigDict
 
 from shared import api_schema as schema
 from shared import jobs, notifications, webhooks
+from shared.callback_destinations import CallbackPolicy
 from shared.deps import SettingsDep, SignedJobBody
 from shared.health import router as health_router
 from shared.web import RequestModel, create_app, parse_body
@@ -76,7 +77,7 @@ def run_email_job(body: SignedJobBody, settings: SettingsDep) -> dict[str, Any]:
 def run_webhook_job(body: SignedJobBody, settings: SettingsDep) -> dict[str, Any]:
     job = parse_body(WebhookJobIn, body)
     try:
-        status = webhooks.deliver(job.event_id, allow_private=settings.is_local)
+        status = webhooks.deliver(job.event_id, policy=CallbackPolicy.for_settings(settings))
     except webhooks.WebhookRefused as refused:
         jobs.record_dead_letter("webhook", {"event_id": job.event_id}, refused.message)
         return {"refused": refused.message}  # acknowledged: retrying would not change the answer

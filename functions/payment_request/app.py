@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import json
 from typing import Any
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -15,6 +14,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from shared import api_schema as schema
 from shared import display_text, payments
+from shared.callback_destinations import CallbackPolicy, check_url
 from shared.config import get_settings
 from shared.deps import current_agent
 from shared.errors import BudgetExceededError, OrganizationNotVerified, UnsupportedCurrency, ValidationFailed
@@ -25,7 +25,6 @@ from shared.web import RequestModel, create_app, request_id_of, validation_error
 router = APIRouter(tags=["agent"])
 
 MAX_CONTEXT_BYTES = 16 * 1024
-_LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
 
 class PaymentRequestIn(RequestModel):
@@ -68,19 +67,12 @@ class PaymentRequestIn(RequestModel):
 
 
 def _callback_url(url: str | None, *, local: bool) -> str | None:
+    """The callback URL as sent, if it may be called: checked as written, no DNS lookup (delivery checks that)."""
     if url is None:
         return None
-    try:
-        parts = urlsplit(url)
-        hostname = parts.hostname
-    except ValueError as exc:
-        raise ValidationFailed([{"field": "callback_url", "message": "is not a valid URL"}]) from exc
-    if parts.scheme == "https" and hostname:
-        return url
-    if local and parts.scheme == "http" and hostname in _LOCAL_HOSTS:
-        return url
-    rule = "an https URL" + (" (or http on localhost in local mode)" if local else "")
-    raise ValidationFailed([{"field": "callback_url", "message": f"must be {rule}"}])
+    policy = CallbackPolicy.for_settings(get_settings()) if local else CallbackPolicy()
+    check_url(url, policy)  # raises CallbackUrlRefused: a 422 on callback_url, before anything is written
+    return url
 
 
 def _idempotency_key(from_body: str | None, from_header: str | None) -> str:

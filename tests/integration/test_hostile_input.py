@@ -18,6 +18,7 @@ import pytest
 from tests.conftest import Agent, Org, forget_throttle_counts, make_agent, make_org, signed_get, signed_post
 from tests.integration.test_dashboard_api import log_in
 from tests.integration.test_money_movement import links, local_path, outbox_email
+from tests.support.internal_addresses import INTERNAL_CALLBACK_URLS
 from tests.support.jobs import deliver_pending
 from tests.support.signing import encode, signed_headers
 from tests.unit.test_email_and_pages import hidden_characters, outside_isolation
@@ -298,6 +299,8 @@ def test_nul_in_any_text_field_is_422_and_changes_nothing(client: Any, roomy_age
         ("callback_url", "https://" + "a" * 2100 + ".com"),
         ("callback_url", "\u202ehttps://example.com"),
         ("unexpected_field", "<script>"),
+        # Every spelling of an internal address (SSRF): refused in local mode too.
+        *(("callback_url", url) for url, _ in INTERNAL_CALLBACK_URLS),
     ],
     ids=lambda v: repr(v)[:20],
 )
