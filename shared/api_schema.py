@@ -187,8 +187,8 @@ ERROR_DESCRIPTIONS = {
     413: "invalid_request: payload_too_large (over 64 KiB)",
     422: "invalid_request: validation_error (with errors: [{field, message}]), unsupported_currency",
     429: (
-        "rate_limit: rate_limited (the circuit breaker blocked the agent, or too many failed authentications from"
-        " this address or for this key; Retry-After says when to try again)"
+        "rate_limit: rate_limited (the circuit breaker blocked the agent: no Retry-After, an admin must unblock it;"
+        " or too many failed authentications or sign-ups from this address or for this key: Retry-After says when)"
     ),
     431: "invalid_request: headers_too_large (the request's headers are over 16 KiB in all)",
     503: "unavailable: budget_unavailable and other dependency outages; nothing was approved",

@@ -13,8 +13,8 @@ from shared import api_schema as schema
 from shared import approval_pages, approvals, db
 from shared.approvals import Action
 from shared.config import get_settings
-from shared.email import format_money
 from shared.errors import AgentPayError, AlreadyDecided, LinkExpired, ValidationFailed
+from shared.money import format_money
 from shared.transactions import transaction_view
 from shared.web import error_response, request_id_of
 

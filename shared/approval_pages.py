@@ -12,7 +12,8 @@ from typing import Any, Literal
 from fastapi.responses import HTMLResponse
 from markupsafe import Markup
 
-from shared.email import TEMPLATES_DIR, format_local_time, format_money, one_line, summarize_context, templates
+from shared.email import TEMPLATES_DIR, format_local_time, one_line, summarize_context, templates
+from shared.money import format_money
 from shared.web import PAGE_ISOLATION_HEADERS
 
 Tone = Literal["success", "neutral", "error"]

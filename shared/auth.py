@@ -208,6 +208,11 @@ def authenticate_agent(
     """The agent a signed request comes from; raises the 401/403 of API.md otherwise."""
     key = bearer_key(authorization)
     if not _looks_like(key, "apk"):
+        if _looks_like(key, "apa"):
+            raise AuthenticationFailed(
+                "This is an organization (admin) key: it is for the dashboard and its API. An agent authenticates"
+                " with its own apk_ key, shown once when the agent is created in the dashboard."
+            )
         raise AuthenticationFailed()
     key_hash = hash_key(key)
     agent: AgentIdentity | None = agent_cache.get(key_hash)
@@ -227,6 +232,10 @@ def authenticate_admin(authorization: str | None) -> AdminIdentity:
     """The organization whose admin key this is. Agent keys are never admin keys."""
     key = bearer_key(authorization)
     if not _looks_like(key, "apa"):
+        if _looks_like(key, "apk"):
+            raise AuthenticationFailed(
+                "This is an agent key: the dashboard API takes the organization's admin key (it starts with apa_)."
+            )
         raise AuthenticationFailed("This is not an admin key.")
     key_hash = hash_key(key)
     admin: AdminIdentity | None = admin_cache.get(key_hash)

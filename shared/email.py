@@ -23,6 +23,7 @@ from resend.http_client_requests import RequestsClient
 from shared import display_text
 from shared.config import Settings
 from shared.errors import ServiceUnavailable
+from shared.money import format_money
 
 log = logging.getLogger("agentpay.email")
 
@@ -60,25 +61,6 @@ class Email:
 
 
 # Formatting ----------------------------------------------------------------------------------------------------------
-_CURRENCY_SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£"}
-_ZERO_DECIMAL_CURRENCIES = {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "vnd", "xaf", "xof"}
-
-
-def format_money(cents: int, currency: str) -> str:
-    """An amount in the currency's smallest unit, for people: 1250, "usd" -> "$12.50". Integer arithmetic only."""
-    if isinstance(cents, bool) or not isinstance(cents, int):
-        raise TypeError(f"money is an integer number of cents, not {type(cents).__name__}")
-    code = currency.lower()
-    sign = "-" if cents < 0 else ""
-    if code in _ZERO_DECIMAL_CURRENCIES:
-        number = f"{abs(cents):,}"
-    else:
-        units, rest = divmod(abs(cents), 100)
-        number = f"{units:,}.{rest:02d}"
-    symbol = _CURRENCY_SYMBOLS.get(code)
-    return f"{sign}{symbol}{number}" if symbol else f"{sign}{number} {code.upper()}"
-
-
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.money import format_money
+
 
 class AgentPayError(Exception):
     """Base of every error the API answers with its error shape."""
@@ -90,17 +92,21 @@ class BudgetExceededError(AgentPayError):
 
     @classmethod
     def for_decision(cls, decision: Any, *, amount_cents: int) -> BudgetExceededError:
+        """The refusal in dollars for people; `limit`, `spent` and `requested` stay cents for programs. "Spent or
+        held": pending approvals hold their amount against the day too."""
         limits = decision.limits
         if decision.outcome == "per_transaction_limit_exceeded":
             return cls(
-                f"Per-transaction limit of {limits.per_tx_limit_cents} would be exceeded (requested {amount_cents}).",
+                f"Per-transaction limit of {format_money(limits.per_tx_limit_cents)} would be exceeded"
+                f" ({format_money(amount_cents)} requested).",
                 code="per_transaction_limit_exceeded",
                 limit=limits.per_tx_limit_cents,
                 requested=amount_cents,
             )
         return cls(
-            f"Daily limit of {limits.daily_limit_cents} would be exceeded "
-            f"(spent {decision.spent_before_cents}, requested {amount_cents}).",
+            f"Daily limit of {format_money(limits.daily_limit_cents)} would be exceeded"
+            f" ({format_money(decision.spent_before_cents)} already spent or held,"
+            f" {format_money(amount_cents)} requested).",
             code="daily_limit_exceeded",
             limit=limits.daily_limit_cents,
             spent=decision.spent_before_cents,
@@ -125,11 +131,20 @@ class AgentDisabled(PermissionDenied):
     message = "This agent has been disabled by its organization's admin."
 
 
+UNBLOCK_HOW = (
+    "an admin must unblock it in the dashboard (Agents, then Unblock) or with POST /v1/dashboard/agents/{}/unblock"
+)
+
+
 class AgentBlocked(PermissionDenied):
     """The circuit breaker blocked the agent; an admin must unblock it."""
 
     code = "agent_blocked"
     message = "This agent is blocked by the circuit breaker until an admin unblocks it."
+
+    @classmethod
+    def for_agent(cls, agent_id: Any) -> AgentBlocked:
+        return cls(f"This agent is blocked by the circuit breaker: {UNBLOCK_HOW.format(agent_id)}.")
 
 
 class SignupTokenRequired(PermissionDenied):
@@ -248,9 +263,18 @@ class RateLimited(AgentPayError):
     code = "rate_limited"
     message = "Too many payment requests; this agent is now blocked until an admin unblocks it."
 
-    def __init__(self, message: str | None = None, *, retry_after: int = 60) -> None:
+    def __init__(self, message: str | None = None, *, retry_after: int | None = None) -> None:
         super().__init__(message)
-        self.headers = {"Retry-After": str(retry_after)}
+        # Only where waiting helps: a tripped breaker needs an admin, and a client that honours Retry-After would
+        # retry into 403 agent_blocked.
+        self.headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+
+    @classmethod
+    def breaker_tripped(cls, *, agent_id: Any, limit: int) -> RateLimited:
+        return cls(
+            f"This agent sent more than {limit} payment requests in 60 s, so the circuit breaker blocked it."
+            f" Retrying will not help: {UNBLOCK_HOW.format(agent_id)}."
+        )
 
 
 class AuthenticationThrottled(RateLimited):

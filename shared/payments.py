@@ -86,7 +86,7 @@ async def request_payment(
     undo) run their blocking calls in a worker thread.
     """
     if agent.blocked_at is not None:
-        raise AgentBlocked()
+        raise AgentBlocked.for_agent(agent.id)
     now = clock.now()
     day = budget.budget_day(agent.timezone, now)
     transaction_id = uuid.uuid4()
@@ -110,12 +110,12 @@ async def request_payment(
         forget_agent(agent.key_hash)
         raise AgentDisabled() if verdict.disabled else AuthenticationFailed()
     if isinstance(verdict, budget.Blocked):
-        raise AgentBlocked()
+        raise AgentBlocked.for_agent(agent.id)
     if isinstance(verdict, budget.Tripped):
         await run_blocking(
             block_agent, agent, request_id=request_id, count=verdict.count, limit=verdict.max_requests_per_minute
         )
-        raise RateLimited(retry_after=60)
+        raise RateLimited.breaker_tripped(agent_id=agent.id, limit=verdict.max_requests_per_minute)
     if isinstance(verdict, budget.Replay):
         return await run_blocking(
             _replay, agent, request, request_hash, request_id=request_id, wait_for=verdict.transaction_id

@@ -49,6 +49,7 @@ from shared.errors import (
     SignupThrottled,
     ValidationFailed,
 )
+from shared.money import format_money
 from shared.web import PAGE_ISOLATION_HEADERS, request_id_of
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
@@ -206,12 +207,8 @@ router = APIRouter(prefix="/dashboard", route_class=PageRoute, include_in_schema
 
 # Templates and formatting ------------------------------------------------------------------------------------------
 def money(cents: int | None) -> str:
-    """$1,234.50 for 123450 cents."""
-    if cents is None:
-        return ""
-    sign = "-" if cents < 0 else ""
-    whole, part = divmod(abs(int(cents)), 100)
-    return f"{sign}${whole:,}.{part:02d}"
+    """$1,234.50 for 123450 cents; nothing for no amount."""
+    return "" if cents is None else format_money(int(cents))
 
 
 def dollars_input(cents: int) -> str:

@@ -155,3 +155,20 @@ def test_one_organizations_agent_cannot_read_anothers_transaction(client: Any) -
     assert own.json()["id"] == str(tx_id) and own.json()["amount"] == 100
     other = signed_get(client, second.api_key, f"/v1/transactions/{tx_id}")
     assert other.status_code == 404
+
+
+def test_an_organization_key_used_as_an_agent_key_says_which_key_agents_use(client: Any, agent: Agent) -> None:
+    """A newcomer who pastes the admin key into an agent got "The API key is not valid." and no idea why."""
+    path = f"/v1/transactions/{uuid.uuid4()}"
+    response = client.get(path, headers=signed_headers(agent.org.admin_key, "GET", path))
+    error = _error(response)
+    assert (response.status_code, error["code"]) == (401, "invalid_api_key")
+    assert "organization" in error["message"] and "apk_" in error["message"]
+    assert agent.org.admin_key not in response.text
+
+
+def test_an_agent_key_used_on_the_dashboard_api_says_which_key_it_takes(client: Any, agent: Agent) -> None:
+    response = client.get("/v1/dashboard/agents", headers={"Authorization": f"Bearer {agent.api_key}"})
+    error = _error(response)
+    assert (response.status_code, error["code"]) == (401, "invalid_api_key")
+    assert "agent key" in error["message"] and "apa_" in error["message"]

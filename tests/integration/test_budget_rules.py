@@ -40,9 +40,15 @@ def test_one_request_over_the_rate_blocks_the_agent_until_unblocked(client: Any)
     tripped = pay(client, agent, 10)
     assert tripped.status_code == 429
     assert tripped.json()["error"]["code"] == "rate_limited" and tripped.json()["error"]["type"] == "rate_limit"
-    assert int(tripped.headers["retry-after"]) > 0
+    # Waiting does not help: an admin must unblock it. No Retry-After to retry into a 403, and the message says who
+    # and where.
+    assert "retry-after" not in tripped.headers
+    message = tripped.json()["error"]["message"]
+    assert "more than 3 payment requests in 60 s" in message and "an admin" in message
+    assert f"/v1/dashboard/agents/{agent.id}/unblock" in message and "dashboard" in message
     later = pay(client, agent, 10)
     assert later.status_code == 403 and later.json()["error"]["code"] == "agent_blocked"
+    assert f"/v1/dashboard/agents/{agent.id}/unblock" in later.json()["error"]["message"]
     assert audit_count(agent, "agent.blocked") == 1
 
     listed = client.get("/v1/dashboard/agents", headers=agent.org.admin_headers).json()["data"][0]

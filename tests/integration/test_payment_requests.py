@@ -66,6 +66,7 @@ def test_above_per_transaction_limit_is_402_with_the_declined_transaction(client
     assert body["status"] == "declined" and body["decision_reason"] == "per_transaction_limit_exceeded"
     assert body["error"]["type"] == "budget" and body["error"]["code"] == "per_transaction_limit_exceeded"
     assert body["error"]["limit"] == 2000 and body["error"]["requested"] == 2001
+    assert body["error"]["message"] == "Per-transaction limit of $20.00 would be exceeded ($20.01 requested)."
     assert sorted(audit_actions(body["id"])) == ["budget.exceeded", "payment.declined"]
     assert spent_counter(agent) == 0
 
@@ -77,7 +78,11 @@ def test_daily_limit_declines_what_would_exceed_it(client: Any, agent: Agent) ->
     assert response.status_code == 402
     error = response.json()["error"]
     assert error["code"] == "daily_limit_exceeded"
-    assert error["message"] == "Daily limit of 5000 would be exceeded (spent 4000, requested 1001)."
+    # In dollars, and "spent or held": pending approvals hold budget too. The numbers stay cents in the fields.
+    assert (
+        error["message"] == "Daily limit of $50.00 would be exceeded ($40.00 already spent or held, $10.01 requested)."
+    )
+    assert (error["limit"], error["spent"], error["requested"]) == (5000, 4000, 1001)
     assert pay(client, agent, 1000).status_code == 201  # exactly up to the limit is fine
     assert pay(client, agent, 1).status_code == 402
     assert spent_counter(agent) == 5000
@@ -311,7 +316,9 @@ def test_flushed_redis_is_rebuilt_from_postgres_before_deciding(client: Any, age
     budget.get_engine().store.flushall()
     response = pay(client, agent, 600)
     assert response.status_code == 402, "a flushed Redis must not forget the 4500 already held"
-    assert response.json()["error"]["message"] == "Daily limit of 5000 would be exceeded (spent 4500, requested 600)."
+    assert response.json()["error"]["message"] == (
+        "Daily limit of $50.00 would be exceeded ($45.00 already spent or held, $6.00 requested)."
+    )
     assert pay(client, agent, 500).status_code == 201
     assert spent_counter(agent) == 5000
 
