@@ -86,6 +86,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     try:
         return run_demo(base_url=args.base_url, timeout=args.timeout)
+    except KeyboardInterrupt:
+        print(
+            "\nagentpay demo: stopped. A payment it left pending stays pending until someone approves or declines it,"
+            " or its approval expires.",
+            file=sys.stderr,
+        )
+        return 130
     except TimeoutError as exc:
         print(f"agentpay demo: gave up waiting: {exc}", file=sys.stderr)
     except httpx.HTTPError as exc:

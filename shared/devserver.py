@@ -218,6 +218,22 @@ def run_dev_server(*, port: int) -> int:
     return 0
 
 
+def _limits_of(organization_id: str, agent_id: str) -> str:
+    """The demo agent's limits as they are now (an admin may have changed them), the way a person reads them."""
+    import uuid
+
+    from shared import agents, db
+    from shared.money import format_money
+
+    with db.connection() as conn:
+        row = agents.get_agent(conn, organization_id=uuid.UUID(organization_id), agent_id=uuid.UUID(agent_id))
+    return (
+        f"{row['name']}: {format_money(row['daily_limit_cents'])} a day,"
+        f" {format_money(row['per_tx_limit_cents'])} per payment,"
+        f" approval above {format_money(row['approval_threshold_cents'])}"
+    )
+
+
 def _print_banner(dev: dict[str, Any], elapsed: float) -> None:
     lines = [
         "",
@@ -225,6 +241,7 @@ def _print_banner(dev: dict[str, Any], elapsed: float) -> None:
         f"  Dashboard:  {dev['dashboard_url']}",
         f"  Admin key:  {dev['admin_key']}",
         f"  Agent key:  {dev['agent_key']}",
+        f"              ({_limits_of(dev['organization_id'], dev['agent_id'])})",
         f"  Settings:   {Path(get_settings().agentpay_home) / 'dev.json'}",
         "",
         "A first signed payment request (copy into a shell):",

@@ -94,10 +94,13 @@ def test_dev_server_serves_prints_keys_reuses_data_and_leaves_nothing_behind(tmp
         )
         assert response.status_code == 201, response.text
         ports = [int(dev["redis_url"].rsplit(":", 1)[1].split("/")[0]), int(dev["stripe_api_base"].rsplit(":", 1)[1])]
+        _ctrl_c_while_the_demo_waits_for_a_click(home, port)
     finally:
         process.send_signal(signal.SIGINT)  # Ctrl-C
         output, _ = process.communicate(timeout=30)
     assert dev["agent_key"] in output and dev["admin_key"] in output and "/dashboard" in output
+    # The demo agent's limits beside its key: with them a reader knows $25.00 is approved at once, not pending.
+    assert "$500.00 a day, $200.00 per payment, approval above $50.00" in output, output
     assert "AgentPay-Signature" in output  # the signed request to copy
     assert not (home / "dev.json").exists()
     time.sleep(0.5)
@@ -117,6 +120,30 @@ def test_dev_server_serves_prints_keys_reuses_data_and_leaves_nothing_behind(tmp
     assert process.returncode == 0
     time.sleep(0.5)
     assert _servers_of(home, ports) == []
+
+
+def _ctrl_c_while_the_demo_waits_for_a_click(home: Path, port: int) -> None:
+    """`agentpay demo` stopped with Ctrl-C while it waits for the approval: a sentence, not a traceback."""
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", "demo"],
+        cwd=REPO,
+        env=_clean_env(home, port),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert demo.stdout is not None
+    seen = []
+    for line in demo.stdout:  # the demo prints the approve link, then waits for the click
+        seen.append(line)
+        if "waiting for the admin" in line or "/v1/approve/" in line:
+            break
+    time.sleep(1.0)
+    demo.send_signal(signal.SIGINT)
+    rest, _ = demo.communicate(timeout=30)
+    output = "".join(seen) + rest
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
+    assert "stopped" in rest and demo.returncode == 130, (demo.returncode, output)
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
