@@ -56,7 +56,12 @@ def main(argv: list[str] | None = None) -> int:
         (tmp / "app").mkdir()
         for tree in trees:
             bench.REPO = tree  # the server's working directory
-            server = bench.Server(workers=args.workers, env={**env, "PYTHONPATH": str(tree)}, log_path=tmp / "s.log")
+            server = bench.Server(
+                workers=args.workers,
+                env={**env, "PYTHONPATH": str(tree)},
+                log_path=tmp / "s.log",
+                http=bench.http_protocol_of(tree),
+            )
             server.wait_ready()
             servers.append(server)
         org = bench.create_org(servers[0].port)

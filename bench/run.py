@@ -156,6 +156,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def http_protocol_of(tree: Path) -> str:
+    """The uvicorn protocol a checkout's server runs with: ours bounds request heads; older commits had none."""
+    bounded = (tree / "shared" / "local_http.py").exists()
+    return "shared.local_http:BoundedHttpToolsProtocol" if bounded else "httptools"
+
+
 class Server:
     """The local app under uvicorn in its own session, so a Ctrl-C reaches only us and we stop it in order."""
 

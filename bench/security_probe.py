@@ -253,11 +253,9 @@ def start(ref: str, tree: Path, services: Any, tmp: Path) -> Target:
     home = tmp / f"home-{tree.name}"
     home.mkdir()
     env = {**bench.server_env(services, home), "PYTHONPATH": str(tree)}
-    bounded = (tree / "shared" / "local_http.py").exists()
     bench.REPO = tree
     log = tmp / f"{tree.name}.log"
-    protocol = "shared.local_http:BoundedHttpToolsProtocol" if bounded else "httptools"  # older commits had none
-    server = bench.Server(workers=1, env=env, log_path=log, http=protocol)
+    server = bench.Server(workers=1, env=env, log_path=log, http=bench.http_protocol_of(tree))
     server.wait_ready()
     org = bench.create_org(server.port)
     agent = bench.create_agent(server.port, org, "probe", daily=1_000_000, per_tx=100_000, threshold=100_000)
