@@ -461,3 +461,20 @@ def test_the_expiry_sweep_uses_the_pending_partial_index(
         (),
     )
     assert "transactions_pending_expiry_idx" in {n.get("Index Name") for n in nodes}, nodes
+
+
+def test_an_organization_the_previous_release_inserts_stays_able_to_spend(conn: psycopg.Connection) -> None:
+    """During a deploy a container of the release before 0009 still signs organizations up, without the column: they
+    must not end up unverified (no one would ever send them a verification link). New code states NULL itself."""
+    old_release = conn.execute(
+        "INSERT INTO organizations (name, admin_email, admin_key_hash, admin_key_prefix)"
+        " VALUES ('Acme', 'admin@acme.test', %s, 'apa_test_x') RETURNING email_verified_at",
+        (uuid.uuid4().hex,),
+    ).fetchone()
+    new_release = conn.execute(
+        "INSERT INTO organizations (name, admin_email, admin_key_hash, admin_key_prefix, email_verified_at)"
+        " VALUES ('Acme', 'admin@acme.test', %s, 'apa_test_y', NULL) RETURNING email_verified_at",
+        (uuid.uuid4().hex,),
+    ).fetchone()
+    assert old_release is not None and old_release[0] is not None
+    assert new_release is not None and new_release[0] is None
