@@ -620,11 +620,13 @@ def _prepare_postgres_user(home: Path) -> _SystemUser | None:
     except KeyError:
         subprocess.run(["useradd", "--system", "--shell", "/usr/sbin/nologin", _PG_SYSTEM_USER], check=True)
         entry = pwd.getpwnam(_PG_SYSTEM_USER)
-    # postgres, running as that user, must traverse every parent of its data directory and of its binaries.
+    # postgres, running as that user, must traverse every parent of its data directory and of its binaries, even
+    # when the binaries themselves are world-executable (a clone in a `mktemp -d` directory keeps .venv behind a 0700
+    # parent).
     _grant_traverse(home)
     install = _postgres_bin("postgres").parent.parent
+    _grant_traverse(install)
     if not _postgres_bin("postgres").stat().st_mode & stat.S_IXOTH:
-        _grant_traverse(install)
         for directory, _, files in os.walk(install):
             _add_mode(Path(directory), stat.S_IROTH | stat.S_IXOTH)
             for name in files:

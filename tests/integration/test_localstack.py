@@ -248,3 +248,32 @@ def test_a_second_owner_of_a_running_home_is_refused(stack: LocalStack, home: Pa
     assert process.returncode != 0
     assert LocalStackBusy.__name__ in process.stderr
     assert f"pid {os.getpid()}" in process.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="postgres runs as its own user only when the stack is started as root")
+def test_as_root_postgres_can_reach_binaries_under_a_directory_only_root_may_enter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A clone in `mktemp -d` (mode 0700) holds .venv and so pgserver's binaries: postgres, dropped to pgserver's
+    user, could not traverse to them and `make test` failed with 516 PermissionErrors (issue 15, item 6). The binaries
+    themselves were already o+x, which is why the grant for their parents was skipped."""
+    import stat
+
+    from shared import localstack
+
+    private = tmp_path / "private"
+    binary = private / "clone" / ".venv" / "pginstall" / "bin" / "postgres"
+    binary.parent.mkdir(parents=True)
+    binary.write_bytes(b"")
+    binary.chmod(0o755)
+    private.chmod(0o700)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setattr(localstack, "_postgres_bin", lambda name: binary.parent / name)
+
+    localstack._prepare_postgres_user(home)
+
+    for directory in binary.parents:
+        if directory == Path("/"):
+            break
+        assert directory.stat().st_mode & stat.S_IXOTH, f"{directory} is not traversable by pgserver's user"
