@@ -64,11 +64,19 @@ def json_escapes(json_text: str) -> str:
     return REFUSED.sub(_json_escape, json_text)
 
 
+# The characters that change the direction of text (embeddings, overrides, isolates, marks): in HTML they are written
+# out as well as isolated, so "Acme\u202eevil" reads "Acme<U+202E>evil", not "Acme live". Other hidden characters
+# (a zero-width joiner inside an emoji, say) keep their effect inside the <bdi>.
+BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
 def isolate(text: str) -> Markup:
-    """User text for HTML: escaped, in a <bdi> so its direction cannot reorder the page around it."""
+    """User text for HTML: escaped, its direction controls written out, in a <bdi> so its direction cannot reorder the
+    page around it."""
     from markupsafe import Markup  # only renderers need it: the payment route imports this module for `first_refused`
 
-    return Markup("<bdi>{}</bdi>").format(text)
+    shown = BIDI_CONTROLS.sub(lambda found: f"<U+{ord(found.group()):04X}>", text)
+    return Markup("<bdi>{}</bdi>").format(shown)
 
 
 def user_text(context: jinja2.nodes.EvalContext, value: object, *, plain: bool = False) -> str | Markup:

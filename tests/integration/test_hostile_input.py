@@ -21,7 +21,7 @@ from tests.integration.test_money_movement import links, local_path, outbox_emai
 from tests.support.internal_addresses import INTERNAL_CALLBACK_URLS
 from tests.support.jobs import deliver_pending
 from tests.support.signing import encode, signed_headers
-from tests.unit.test_email_and_pages import hidden_characters, outside_isolation
+from tests.unit.test_email_and_pages import hidden_characters, isolated, outside_isolation
 
 PAY = "/v1/payment-request"
 
@@ -947,7 +947,7 @@ def test_hidden_characters_in_user_text_are_isolated_on_every_page_and_shown_in_
     deliver_pending(client, tx["id"])
     email = outbox_email(tx["id"])
     for shown in (purpose, "bot\u202eevil", "Acme\u202eCorp", "file\u202e", "gnp.exe\u202e"):
-        assert f"<bdi>{shown}</bdi>" in email["html"], shown
+        assert isolated(shown) in email["html"], shown
     assert hidden_characters(outside_isolation(email["html"])) == []
     assert "Purpose:   invoice<U+202E>gnp.exe" in email["text"].splitlines()
     assert "  note: <U+200B>zero<U+007F>width<U+009B>" in email["text"].splitlines()
@@ -961,7 +961,7 @@ def test_hidden_characters_in_user_text_are_isolated_on_every_page_and_shown_in_
     pages["transaction"] = client.get(f"/dashboard/transactions/{tx['id']}")
     for name, page in pages.items():
         assert page.status_code == 200, name
-        assert f"<bdi>{purpose}</bdi>" in page.text and "<bdi>bot\u202eevil</bdi>" in page.text, name
+        assert isolated(purpose) in page.text and isolated("bot\u202eevil") in page.text, name
     declined = client.post(local_path(decline_url), data={"reason": "no\u202eseirots"})
     assert declined.status_code == 200
     pages |= {
@@ -976,5 +976,5 @@ def test_hidden_characters_in_user_text_are_isolated_on_every_page_and_shown_in_
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html"), name
         assert hidden_characters(outside_isolation(page.text)) == [], name
     assert "no\\u202eseirots" in pages["declined transaction"].text  # the decline reason, in the audit trail's JSON
-    assert "<bdi>Acme\u202eCorp</bdi>" in pages["billing"].text
+    assert isolated("Acme\u202eCorp") in pages["billing"].text
     assert read_back(client, agent, tx["id"])["purpose"] == purpose

@@ -87,7 +87,7 @@ def environment(extension: str) -> jinja2.Environment:
 def test_the_filter_isolates_user_text_in_html_and_escapes_it() -> None:
     env = environment("html")
     html = env.get_template("t.html").render(value="<b>invoice\u202egnp.exe</b>")
-    assert html == "[<bdi>&lt;b&gt;invoice\u202egnp.exe&lt;/b&gt;</bdi>]"
+    assert html == "[<bdi>&lt;b&gt;invoice&lt;U+202E&gt;gnp.exe&lt;/b&gt;</bdi>]"
     # Where an element cannot go (a title, an option, an attribute): visible escapes, HTML-escaped.
     title = env.get_template("plain.html").render(value="<b>bot\u202e</b>")
     assert title == "<title>&lt;b&gt;bot&lt;U+202E&gt;&lt;/b&gt;</title>"

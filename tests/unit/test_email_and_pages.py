@@ -246,6 +246,16 @@ def hidden_characters(text: str) -> list[str]:
     ]
 
 
+_DIRECTION_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def isolated(text: str) -> str:
+    """How HTML shows a user's text: in a <bdi>, with its direction controls written out (so "bot\u202eevil" reads
+    "bot<U+202E>evil", never "bot live"); other hidden characters keep their place inside the <bdi>."""
+    shown = _DIRECTION_CONTROLS.sub(lambda found: f"&lt;U+{ord(found.group()):04X}&gt;", text)
+    return f"<bdi>{shown}</bdi>"
+
+
 def outside_isolation(html: str) -> str:
     """The HTML without its <bdi> elements: what a user's text could still reorder or hide."""
     return re.sub(r"<bdi>.*?</bdi>", "", html, flags=re.DOTALL)
@@ -260,7 +270,7 @@ def test_approval_email_isolates_user_text_in_html_and_writes_hidden_characters_
         context={"file\u202e": "gnp.exe\u202e", "bell": "\x07\x7f\x9b"},
     )
     for shown in ("Acme\u202eResearch", "bot\u202eevil", "shop\u200b.example", "invoice\u202egnp.exe", "file\u202e"):
-        assert f"<bdi>{shown}</bdi>" in email.html, shown
+        assert isolated(shown) in email.html, shown
     assert hidden_characters(outside_isolation(email.html)) == []
     lines = email.text.splitlines()
     for line in (
@@ -293,7 +303,7 @@ def test_block_alert_isolates_the_names_and_the_reason() -> None:
         dashboard_url="https://pay.example.com/dashboard/agents/a-1",
         to="admin@acme.test",
     )
-    assert "<bdi>bot\u202eevil</bdi>" in email.html and "<bdi>Acme\u202eResearch</bdi>" in email.html
+    assert isolated("bot\u202eevil") in email.html and isolated("Acme\u202eResearch") in email.html
     assert hidden_characters(outside_isolation(email.html)) == []
     assert 'AgentPay\'s circuit breaker blocked the agent "bot<U+202E>evil".' in email.text.splitlines()
     assert hidden_characters(email.text) == []
@@ -525,7 +535,7 @@ def test_confirm_page_isolates_every_value_the_agent_sent(action: str) -> None:
         context={"file\u202e": "gnp.exe\u202e"},
     )
     for shown in ("bot\u202eevil", "shop\u200b.example", "invoice\u202egnp.exe", "file\u202e", "gnp.exe\u202e"):
-        assert f"<bdi>{shown}</bdi>" in html, shown
+        assert isolated(shown) in html, shown
     assert hidden_characters(outside_isolation(html)) == []
 
 
@@ -533,7 +543,7 @@ def test_result_page_isolates_its_details() -> None:
     html = render_result_page(
         title="Payment declined", message="Done.", tone="neutral", details={"Merchant": "evil\u202emoc.elgoog"}
     )
-    assert "<bdi>evil\u202emoc.elgoog</bdi>" in html
+    assert isolated("evil\u202emoc.elgoog") in html and "evil&lt;U+202E&gt;moc.elgoog" in html
     assert hidden_characters(outside_isolation(html)) == []
 
 
