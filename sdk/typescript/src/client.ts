@@ -115,7 +115,7 @@ export class AgentPay {
           body: rawBody,
         }),
         Accept: "application/json",
-        "User-Agent": `agentpay-typescript/${VERSION} node/${process.versions.node}`,
+        "User-Agent": `agentpay-spend-js/${VERSION} node/${process.versions.node}`,
       };
       if (options.body !== undefined) headers["Content-Type"] = "application/json";
       if (options.idempotencyKey !== undefined) headers["Idempotency-Key"] = options.idempotencyKey;

@@ -1,4 +1,4 @@
-/** @agentpay/sdk: the TypeScript client of AgentPay. */
+/** agentpay-spend: the TypeScript client of AgentPay. */
 
 export {
   AgentPay,

@@ -19,7 +19,7 @@ import {
   RateLimitError,
   backoffDelayMs,
   deriveIdempotencyKey,
-} from "../dist/index.js";
+} from "../dist/esm/index.js";
 import { API_KEY, errorBody, scripted, startFakeServer, transaction } from "./fake-server.js";
 
 /** A client against `server` whose waits are recorded instead of slept. */

@@ -30,7 +30,7 @@ import {
   BudgetExceededError,
   RateLimitError,
   deriveIdempotencyKey,
-} from "../dist/index.js";
+} from "../dist/esm/index.js";
 
 const env = process.env;
 const skip =

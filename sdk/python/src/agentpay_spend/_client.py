@@ -44,7 +44,7 @@ class _ClientConfig:
         self.base_url = (base_url or os.environ.get("AGENTPAY_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
         self.max_retries = max_retries
         self.timeout = timeout
-        self.headers = {"Accept": "application/json", "User-Agent": f"agentpay-python/{__version__}"}
+        self.headers = {"Accept": "application/json", "User-Agent": f"agentpay-spend-python/{__version__}"}
 
     def payment_request(
         self,
