@@ -11,7 +11,7 @@ import agentpay_spend
 import httpx
 import pytest
 
-from tests.conftest import Agent, ServerProcess
+from tests.conftest import Agent, ServerProcess, signed_post
 from tests.sdk.conftest import Approver, FlakyProxy, transaction_rows
 
 WRONG_KEY = "apk_test_" + "0" * 64
@@ -145,6 +145,21 @@ def test_the_circuit_breaker_raises_rate_limit_with_retry_after(sdk_server: Serv
         with pytest.raises(agentpay_spend.AgentBlockedError) as blocked:
             client.pay.request(**purchase(amount=10))
         assert (blocked.value.http_status, blocked.value.code) == (403, "agent_blocked")
+
+
+@pytest.mark.parametrize("amount", [5.0, 12.5, "500"], ids=repr)
+def test_a_non_integer_amount_is_refused_before_sending_in_the_servers_own_words(
+    client: agentpay_spend.AgentPay, answers: Answers, admin_http: httpx.Client, agent: Agent, amount: Any
+) -> None:
+    with pytest.raises(agentpay_spend.InvalidRequestError) as info:
+        client.pay.request(**purchase(amount=amount))
+    assert answers.seen == [], "nothing was sent"
+
+    raw = {**purchase(amount=amount), "idempotency_key": uuid.uuid4().hex}
+    server = signed_post(admin_http, agent.api_key, "/v1/payment-request", raw)
+    assert server.status_code == 422
+    assert info.value.errors == server.json()["error"]["errors"]
+    assert info.value.message == "amount is an integer number of cents: 500 means $5.00"
 
 
 def test_a_wrong_key_raises_authentication_error(sdk_server: ServerProcess) -> None:

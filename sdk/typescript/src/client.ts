@@ -24,6 +24,8 @@ export const DEFAULT_POLL_INTERVAL_MS = 5_000;
 export const DEFAULT_APPROVAL_TIMEOUT_MS = 600_000;
 
 const BUDGET_REASONS: readonly string[] = ["per_transaction_limit_exceeded", "daily_limit_exceeded"];
+/** The refusal of a non-integer amount: the same sentence as the server's 422 (tests/sdk checks they agree). */
+export const AMOUNT_IN_CENTS = "amount is an integer number of cents: 500 means $5.00";
 
 export interface AgentPayOptions {
   /** The agent's key (`apk_test_...`/`apk_live_...`); defaults to `AGENTPAY_API_KEY`. */
@@ -179,6 +181,14 @@ export class Payments {
    * and also on a replay (200) of a payment a limit declined, so a retry never looks like a success.
    */
   async request(params: PaymentRequestParams, options: { signal?: AbortSignal } = {}): Promise<Transaction> {
+    // 12.5 is not sent as 12.5 cents (nor "1250" as anything). 5.0 cannot be caught: it is the number 5.
+    if (typeof params.amount !== "number" || !Number.isSafeInteger(params.amount)) {
+      throw new InvalidRequestError({
+        message: AMOUNT_IN_CENTS,
+        code: "validation_error",
+        errors: [{ field: "amount", message: AMOUNT_IN_CENTS }],
+      });
+    }
     const currency = params.currency ?? "usd";
     const context = params.context ?? {};
     let idempotencyKey = params.idempotencyKey;

@@ -80,9 +80,10 @@ export class IdempotencyError extends ConflictError {}
 export class InvalidRequestError extends AgentPayError {
   readonly errors: FieldError[];
 
-  constructor(init: AgentPayErrorInit) {
+  /** `errors` is given by the SDK's own checks; an answer's come from its body. */
+  constructor(init: AgentPayErrorInit & { errors?: FieldError[] }) {
     super(init);
-    const errors = errorDetailOf(init.body)?.errors;
+    const errors = init.errors ?? errorDetailOf(init.body)?.errors;
     this.errors = Array.isArray(errors) ? errors : [];
   }
 }

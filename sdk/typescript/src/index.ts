@@ -2,6 +2,7 @@
 
 export {
   AgentPay,
+  AMOUNT_IN_CENTS,
   Payments,
   Transactions,
   DEFAULT_APPROVAL_TIMEOUT_MS,

@@ -179,6 +179,26 @@ describe("pay.request", () => {
       await server.close();
     }
   });
+
+  it("refuses an amount that is not an integer number of cents, saying so, before sending anything", async () => {
+    const server = await startFakeServer(() => ({ status: 201, body: transaction() }));
+    const sentence = "amount is an integer number of cents: 500 means $5.00";
+    try {
+      const { client } = clientFor(server);
+      for (const amount of [5.5, 0.1, "500", true, null, undefined, 500n, Number.NaN, Infinity, 2 ** 53, {}]) {
+        await assert.rejects(client.pay.request({ ...PAYMENT, amount }), (error) => {
+          assert.ok(error instanceof InvalidRequestError, `${String(amount)}: got ${error}`);
+          assert.equal(error.message, sentence);
+          assert.equal(error.code, "validation_error");
+          assert.deepEqual(error.errors, [{ field: "amount", message: sentence }]);
+          return true;
+        });
+      }
+      assert.equal(server.requests.length, 0);
+    } finally {
+      await server.close();
+    }
+  });
 });
 
 describe("retries", () => {

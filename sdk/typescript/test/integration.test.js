@@ -23,11 +23,13 @@ import { setTimeout as delay } from "node:timers/promises";
 import { describe, it } from "node:test";
 
 import {
+  AMOUNT_IN_CENTS,
   AgentBlockedError,
   AgentPay,
   ApprovalTimeoutError,
   AuthenticationError,
   BudgetExceededError,
+  InvalidRequestError,
   RateLimitError,
   deriveIdempotencyKey,
 } from "../dist/esm/index.js";
@@ -199,6 +201,25 @@ describe("integration against a real server", { skip, concurrency: false }, () =
     await assert.rejects(client.pay.request(another("blocked", { amount: 1 })), (error) => {
       assert.ok(error instanceof AgentBlockedError, `got ${error}`);
       assert.equal(error.code, "agent_blocked");
+      return true;
+    });
+  });
+
+  it("refuses a non-integer amount before sending it, in the words of the server's own 422", async () => {
+    const { client, answers } = recordingClient();
+    const dollars = another("dollars", { amount: 12.5 });
+    let refused;
+    await assert.rejects(client.pay.request(dollars), (error) => {
+      refused = error;
+      return error instanceof InvalidRequestError && error.message === AMOUNT_IN_CENTS;
+    });
+    assert.equal(answers.length, 0, "nothing was sent");
+    const idempotencyKey = `ts-dollars-${run}`;
+    const body = { ...dollars, idempotency_key: idempotencyKey };
+    await assert.rejects(client.request("POST", "/v1/payment-request", { body, idempotencyKey }), (error) => {
+      assert.ok(error instanceof InvalidRequestError, `got ${error}`);
+      assert.equal(error.httpStatus, 422);
+      assert.deepEqual(error.errors, refused.errors);
       return true;
     });
   });
