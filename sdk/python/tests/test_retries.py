@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import socket
 import time
 
@@ -125,6 +126,25 @@ def test_network_failure_is_retried_then_raised(backoffs: list[tuple[int, float 
     assert isinstance(info.value, agentpay_spend.APIError)
     assert isinstance(info.value.__cause__, httpx.ConnectError)
     assert backoffs == [(0, None), (1, None), (2, None)]
+    url = f"{unreachable}/v1/transactions/7b0f0d52-3a51-4c43-9d67-0c1f4b7f9a10"
+    assert re.fullmatch(
+        rf"Could not reach AgentPay at {re.escape(url)} after 4 attempts: ConnectError: .+", str(info.value)
+    )
+
+
+@pytest.mark.parametrize(("max_retries", "attempts"), [(0, "1 attempt"), (2, "3 attempts")])
+def test_a_connection_failure_names_the_url_and_the_attempts(
+    backoffs: list[tuple[int, float | None]], max_retries: int, attempts: str
+) -> None:
+    unreachable = f"http://127.0.0.1:{_closed_port()}"
+    with (
+        agentpay_spend.AgentPay(API_KEY, unreachable, max_retries=max_retries) as client,
+        pytest.raises(agentpay_spend.APIConnectionError) as info,
+    ):
+        client.pay.request(amount=500, purpose="p", merchant="m")
+    assert str(info.value).startswith(
+        f"Could not reach AgentPay at {unreachable}/v1/payment-request after {attempts}: "
+    )
 
 
 def test_should_retry_decision() -> None:

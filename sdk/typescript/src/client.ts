@@ -140,10 +140,10 @@ export class AgentPay {
           continue;
         }
         const timedOut = attempt.timedOut();
+        const attempts = retry === 0 ? "1 attempt" : `${retry + 1} attempts`;
+        const cause = timedOut ? `no answer within ${this.timeoutMs} ms` : describe(error);
         throw new APIConnectionError({
-          message: timedOut
-            ? `AgentPay did not answer ${method} ${signedPath} within ${this.timeoutMs} ms (${retry + 1} attempts).`
-            : `Could not reach AgentPay at ${this.baseUrl} (${retry + 1} attempts): ${describe(error)}`,
+          message: `Could not reach AgentPay at ${withoutCredentials(url)} after ${attempts}: ${cause}`,
           code: timedOut ? "timeout" : "network_error",
           cause: error,
         });
@@ -313,6 +313,14 @@ function withTimeout(timeoutMs: number, outer?: AbortSignal) {
       outer?.removeEventListener("abort", onAbort);
     },
   };
+}
+
+/** The URL as an error message may show it: without a `user:password@` it may carry. */
+function withoutCredentials(url: URL): string {
+  const shown = new URL(url);
+  shown.username = "";
+  shown.password = "";
+  return shown.href;
 }
 
 function parseBody(text: string): unknown {

@@ -292,9 +292,27 @@ describe("retries", () => {
       assert.ok(error instanceof APIError);
       assert.equal(error.httpStatus, null);
       assert.equal(error.code, "network_error");
+      assert.match(error.message, new RegExp(`^Could not reach AgentPay at ${baseUrl}/v1/transactions/tx after 4 attempts: .*ECONNREFUSED`));
       return true;
     });
     assert.equal(sleeps.length, 3);
+  });
+
+  it("says where it tried and how often: 1 attempt, N attempts", async () => {
+    const server = await startFakeServer(() => ({ status: 200, body: {} }));
+    const baseUrl = server.baseUrl;
+    await server.close();
+    for (const [maxRetries, attempts] of [[0, "1 attempt"], [2, "3 attempts"]]) {
+      const client = new AgentPay({ apiKey: API_KEY, baseUrl, maxRetries, sleep: async () => {} });
+      await assert.rejects(client.pay.request(PAYMENT), (error) => {
+        assert.ok(error instanceof APIConnectionError, `got ${error}`);
+        assert.ok(
+          error.message.startsWith(`Could not reach AgentPay at ${baseUrl}/v1/payment-request after ${attempts}: `),
+          error.message,
+        );
+        return true;
+      });
+    }
   });
 
   it("treats a per-attempt time limit as a network failure", async () => {
@@ -304,6 +322,10 @@ describe("retries", () => {
       await assert.rejects(client.transactions.retrieve("tx"), (error) => {
         assert.ok(error instanceof APIConnectionError);
         assert.equal(error.code, "timeout");
+        assert.equal(
+          error.message,
+          `Could not reach AgentPay at ${server.baseUrl}/v1/transactions/tx after 2 attempts: no answer within 100 ms`,
+        );
         return true;
       });
       assert.equal(server.requests.length, 2);
