@@ -132,15 +132,29 @@ def test_a_pending_payment_approved_by_email_link_completes(client: agentpay_spe
     assert done.stripe_charge_id is not None and done.stripe_charge_id.startswith("pi_")
 
 
-def test_the_circuit_breaker_raises_rate_limit_with_retry_after(sdk_server: ServerProcess, new_agent: Any) -> None:
-    agent = new_agent(max_requests_per_minute=2)
-    with agentpay_spend.AgentPay(api_key=agent.api_key, base_url=sdk_server.base_url) as client:
-        for _ in range(2):
-            client.pay.request(**purchase(amount=10))
+def test_the_circuit_breaker_counts_every_payment_request_then_answers_429_once_then_403(
+    sdk_server: ServerProcess, new_agent: Any, answers: Answers
+) -> None:
+    """What the SDK READMEs say counts toward max_requests_per_minute, and what the trip looks like."""
+    agent = new_agent(max_requests_per_minute=3)  # per transaction limit 2000
+    http = httpx.Client(timeout=10, event_hooks={"response": [answers]})
+    with agentpay_spend.AgentPay(api_key=agent.api_key, base_url=sdk_server.base_url, http_client=http) as client:
+        first = purchase(amount=10)
+        tx = client.pay.request(**first)  # 1: approved
+        client.pay.request(**first)  # 2: a replay counts too
+        with pytest.raises(agentpay_spend.BudgetExceededError):
+            client.pay.request(**purchase(amount=3000))  # 3: so does a decline
+        for _ in range(3):
+            client.transactions.retrieve(tx.id)  # reads never count
+        with pytest.raises(agentpay_spend.InvalidRequestError):
+            client.pay.request(**purchase(purpose=" "))  # nor does a request refused as invalid (422)
+
         with pytest.raises(agentpay_spend.RateLimitError) as info:
-            client.pay.request(**purchase(amount=10))
+            client.pay.request(**purchase(amount=10))  # 4 in 60 s: the breaker trips
         assert (info.value.http_status, info.value.code) == (429, "rate_limited")
-        assert info.value.retry_after is not None and info.value.retry_after > 0
+        assert [status for status, _ in answers.seen] == [201, 200, 402, 200, 200, 200, 422, 429], "not retried"
+        # A trip without Retry-After is the blocked agent's: the error says only an admin can help.
+        assert info.value.agent_blocked == ("retry-after" not in info.value.headers)
 
         with pytest.raises(agentpay_spend.AgentBlockedError) as blocked:
             client.pay.request(**purchase(amount=10))

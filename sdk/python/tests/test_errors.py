@@ -91,6 +91,38 @@ def test_rate_limit_reads_retry_after(client: agentpay_spend.AgentPay, fake: Fak
     assert info.value.headers["retry-after"] == "42"
 
 
+BREAKER = "Too many payment requests; this agent is now blocked until an admin unblocks it."
+
+
+def test_a_429_without_retry_after_is_the_circuit_breaker_not_retried_and_says_what_to_do(
+    client: agentpay_spend.AgentPay, fake: FakeAgentPay, backoffs: list[tuple[int, float | None]]
+) -> None:
+    fake.script += [Canned(429, error_body("rate_limit", "rate_limited", BREAKER))] * 2
+
+    with pytest.raises(agentpay_spend.RateLimitError) as info:
+        client.pay.request(amount=1, purpose="p", merchant="m")
+
+    assert len(fake.requests) == 1 and backoffs == [], "a tripped breaker is never retried"
+    assert info.value.agent_blocked is True
+    assert info.value.retry_after is None
+    assert info.value.message == (
+        f"{BREAKER} Retrying will not help: every request answers 403 agent_blocked until an admin"
+        " unblocks the agent in the AgentPay dashboard."
+    )
+
+
+def test_a_429_with_retry_after_is_a_throttle_that_ends(
+    client: agentpay_spend.AgentPay, fake: FakeAgentPay
+) -> None:
+    message = "Too many failed authentications from this address or for this key; try again in 42 s."
+    fake.script.append(Canned(429, error_body("rate_limit", "rate_limited", message), {"Retry-After": "42"}))
+
+    with pytest.raises(agentpay_spend.RateLimitError) as info:
+        client.pay.request(amount=1, purpose="p", merchant="m")
+
+    assert (info.value.agent_blocked, info.value.retry_after, info.value.message) == (False, 42.0, message)
+
+
 def test_non_json_error_is_an_api_error(client: agentpay_spend.AgentPay, fake: FakeAgentPay) -> None:
     fake.script += [Canned(502, b"<html>Bad Gateway</html>")] * 4
 

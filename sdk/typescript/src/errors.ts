@@ -91,14 +91,27 @@ export class InvalidRequestError extends AgentPayError {
 /** 404: no such object, or it belongs to another agent (the API does not tell them apart). */
 export class NotFoundError extends InvalidRequestError {}
 
-/** 429: the circuit breaker tripped on this request; later requests answer 403 `agent_blocked`. */
+/** What a tripped circuit breaker means for the caller; added to the server's message. */
+const BLOCKED_ADVICE =
+  "Retrying will not help: every request answers 403 agent_blocked until an admin unblocks the agent in the " +
+  "AgentPay dashboard.";
+
+/**
+ * 429. Without `Retry-After`, the circuit breaker tripped on this request (`agentBlocked`): the agent stays blocked,
+ * later requests answer 403 `agent_blocked`, and only an admin can unblock it, so nothing retries it. With
+ * `Retry-After` (too many failed authentications), `retryAfter` says when trying again can work.
+ */
 export class RateLimitError extends AgentPayError {
   /** Seconds from the `Retry-After` header, or `null`. */
   readonly retryAfter: number | null;
+  /** True when the circuit breaker blocked the agent (the 429 had no `Retry-After`). */
+  readonly agentBlocked: boolean;
 
   constructor(init: AgentPayErrorInit) {
-    super(init);
-    this.retryAfter = retryAfterSeconds(init.headers ?? null);
+    const retryAfter = retryAfterSeconds(init.headers ?? null);
+    super(retryAfter === null ? { ...init, message: `${init.message} ${BLOCKED_ADVICE}` } : init);
+    this.retryAfter = retryAfter;
+    this.agentBlocked = retryAfter === null;
   }
 }
 

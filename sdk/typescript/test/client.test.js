@@ -463,7 +463,36 @@ describe("error mapping (4xx is never retried)", () => {
     }));
     try {
       const { client } = clientFor(server);
-      await assert.rejects(client.pay.request(PAYMENT), (error) => error instanceof RateLimitError && error.retryAfter === 60);
+      await assert.rejects(client.pay.request(PAYMENT), (error) => {
+        assert.ok(error instanceof RateLimitError);
+        assert.equal(error.retryAfter, 60);
+        assert.equal(error.agentBlocked, false);
+        assert.equal(error.message, "slow down");
+        return true;
+      });
+    } finally {
+      await server.close();
+    }
+  });
+
+  it("429 without Retry-After: the circuit breaker blocked the agent; not retried, and the error says what to do", async () => {
+    const tripped = "Too many payment requests; this agent is now blocked until an admin unblocks it.";
+    const server = await startFakeServer(() => ({ status: 429, body: errorBody("rate_limit", "rate_limited", tripped) }));
+    try {
+      const { client, sleeps } = clientFor(server);
+      await assert.rejects(client.pay.request(PAYMENT), (error) => {
+        assert.ok(error instanceof RateLimitError, `got ${error}`);
+        assert.equal(error.agentBlocked, true);
+        assert.equal(error.retryAfter, null);
+        assert.equal(
+          error.message,
+          `${tripped} Retrying will not help: every request answers 403 agent_blocked until an admin unblocks the ` +
+            "agent in the AgentPay dashboard.",
+        );
+        return true;
+      });
+      assert.equal(server.requests.length, 1);
+      assert.deepEqual(sleeps, []);
     } finally {
       await server.close();
     }

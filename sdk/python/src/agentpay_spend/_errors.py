@@ -93,11 +93,16 @@ class IdempotencyError(ConflictError):
 
 
 class RateLimitError(AgentPayError):
-    """429: too many requests; the circuit breaker has now blocked the agent. `retry_after` is in seconds."""
+    """429: the circuit breaker blocked the agent (`agent_blocked`), or wait `retry_after` seconds."""
 
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
+
+    @property
+    def agent_blocked(self) -> bool:
+        """True when the circuit breaker tripped: only an admin unblocking the agent helps."""
+        return self.retry_after is None
 
 
 class APIError(AgentPayError):
@@ -132,6 +137,10 @@ class WebhookSignatureError(AgentPayError):
 
 
 _BLOCKED_CODES = frozenset({"agent_blocked", "agent_disabled"})
+_BLOCKED_ADVICE = (
+    "Retrying will not help: every request answers 403 agent_blocked until an admin unblocks the agent in the"
+    " AgentPay dashboard."
+)
 _IDEMPOTENCY_CODES = frozenset({"idempotency_key_reused", "request_in_progress"})
 
 
@@ -182,7 +191,10 @@ def error_from_response(status: int, body: Any, headers: Mapping[str, str]) -> A
     if status == 409:
         return (IdempotencyError if code in _IDEMPOTENCY_CODES else ConflictError)(message, **common)
     if status == 429:
-        return RateLimitError(message, retry_after=parse_retry_after(headers.get("retry-after")), **common)
+        retry_after = parse_retry_after(headers.get("retry-after"))
+        if retry_after is None:  # the circuit breaker's trip: the agent stays blocked, whatever the wait
+            message += f" {_BLOCKED_ADVICE}"
+        return RateLimitError(message, retry_after=retry_after, **common)
     if 400 <= status < 500:
         return InvalidRequestError(message, errors=error.get("errors"), **common)
     return APIError(message, **common)
