@@ -91,10 +91,14 @@ def test_rate_limit_reads_retry_after(client: agentpay_spend.AgentPay, fake: Fak
     assert info.value.headers["retry-after"] == "42"
 
 
-BREAKER = "Too many payment requests; this agent is now blocked until an admin unblocks it."
+# The server's message for a trip says who unblocks the agent and where; the SDK passes it on as it is.
+BREAKER = (
+    "This agent sent more than 2 payment requests in 60 s, so the circuit breaker blocked it."
+    " Retrying will not help: an admin must unblock it in the dashboard (Agents, then Unblock)."
+)
 
 
-def test_a_429_without_retry_after_is_the_circuit_breaker_not_retried_and_says_what_to_do(
+def test_a_429_without_retry_after_is_the_circuit_breaker_and_is_not_retried(
     client: agentpay_spend.AgentPay, fake: FakeAgentPay, backoffs: list[tuple[int, float | None]]
 ) -> None:
     fake.script += [Canned(429, error_body("rate_limit", "rate_limited", BREAKER))] * 2
@@ -103,12 +107,7 @@ def test_a_429_without_retry_after_is_the_circuit_breaker_not_retried_and_says_w
         client.pay.request(amount=1, purpose="p", merchant="m")
 
     assert len(fake.requests) == 1 and backoffs == [], "a tripped breaker is never retried"
-    assert info.value.agent_blocked is True
-    assert info.value.retry_after is None
-    assert info.value.message == (
-        f"{BREAKER} Retrying will not help: every request answers 403 agent_blocked until an admin"
-        " unblocks the agent in the AgentPay dashboard."
-    )
+    assert (info.value.agent_blocked, info.value.retry_after, info.value.message) == (True, None, BREAKER)
 
 
 def test_a_429_with_retry_after_is_a_throttle_that_ends(

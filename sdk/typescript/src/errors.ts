@@ -91,11 +91,6 @@ export class InvalidRequestError extends AgentPayError {
 /** 404: no such object, or it belongs to another agent (the API does not tell them apart). */
 export class NotFoundError extends InvalidRequestError {}
 
-/** What a tripped circuit breaker means for the caller; added to the server's message. */
-const BLOCKED_ADVICE =
-  "Retrying will not help: every request answers 403 agent_blocked until an admin unblocks the agent in the " +
-  "AgentPay dashboard.";
-
 /**
  * 429. Without `Retry-After`, the circuit breaker tripped on this request (`agentBlocked`): the agent stays blocked,
  * later requests answer 403 `agent_blocked`, and only an admin can unblock it, so nothing retries it. With
@@ -108,10 +103,9 @@ export class RateLimitError extends AgentPayError {
   readonly agentBlocked: boolean;
 
   constructor(init: AgentPayErrorInit) {
-    const retryAfter = retryAfterSeconds(init.headers ?? null);
-    super(retryAfter === null ? { ...init, message: `${init.message} ${BLOCKED_ADVICE}` } : init);
-    this.retryAfter = retryAfter;
-    this.agentBlocked = retryAfter === null;
+    super(init);
+    this.retryAfter = retryAfterSeconds(init.headers ?? null);
+    this.agentBlocked = this.retryAfter === null;
   }
 }
 

@@ -475,8 +475,10 @@ describe("error mapping (4xx is never retried)", () => {
     }
   });
 
-  it("429 without Retry-After: the circuit breaker blocked the agent; not retried, and the error says what to do", async () => {
-    const tripped = "Too many payment requests; this agent is now blocked until an admin unblocks it.";
+  it("429 without Retry-After: the circuit breaker blocked the agent; not retried, the server's words passed on", async () => {
+    const tripped =
+      "This agent sent more than 2 payment requests in 60 s, so the circuit breaker blocked it. Retrying will not " +
+      "help: an admin must unblock it in the dashboard (Agents, then Unblock).";
     const server = await startFakeServer(() => ({ status: 429, body: errorBody("rate_limit", "rate_limited", tripped) }));
     try {
       const { client, sleeps } = clientFor(server);
@@ -484,11 +486,7 @@ describe("error mapping (4xx is never retried)", () => {
         assert.ok(error instanceof RateLimitError, `got ${error}`);
         assert.equal(error.agentBlocked, true);
         assert.equal(error.retryAfter, null);
-        assert.equal(
-          error.message,
-          `${tripped} Retrying will not help: every request answers 403 agent_blocked until an admin unblocks the ` +
-            "agent in the AgentPay dashboard.",
-        );
+        assert.equal(error.message, tripped);
         return true;
       });
       assert.equal(server.requests.length, 1);

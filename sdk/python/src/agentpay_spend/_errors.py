@@ -137,10 +137,6 @@ class WebhookSignatureError(AgentPayError):
 
 
 _BLOCKED_CODES = frozenset({"agent_blocked", "agent_disabled"})
-_BLOCKED_ADVICE = (
-    "Retrying will not help: every request answers 403 agent_blocked until an admin unblocks the agent in the"
-    " AgentPay dashboard."
-)
 _IDEMPOTENCY_CODES = frozenset({"idempotency_key_reused", "request_in_progress"})
 
 
@@ -191,10 +187,7 @@ def error_from_response(status: int, body: Any, headers: Mapping[str, str]) -> A
     if status == 409:
         return (IdempotencyError if code in _IDEMPOTENCY_CODES else ConflictError)(message, **common)
     if status == 429:
-        retry_after = parse_retry_after(headers.get("retry-after"))
-        if retry_after is None:  # the circuit breaker's trip: the agent stays blocked, whatever the wait
-            message += f" {_BLOCKED_ADVICE}"
-        return RateLimitError(message, retry_after=retry_after, **common)
+        return RateLimitError(message, retry_after=parse_retry_after(headers.get("retry-after")), **common)
     if 400 <= status < 500:
         return InvalidRequestError(message, errors=error.get("errors"), **common)
     return APIError(message, **common)
