@@ -86,7 +86,7 @@ def test_over_the_per_transaction_limit_raises_budget_exceeded(client: agentpay_
 
     exc = info.value
     assert (exc.http_status, exc.code, exc.type) == (402, "per_transaction_limit_exceeded", "budget")
-    assert exc.request_id and "2000" in exc.message
+    assert exc.request_id and "$20.00" in exc.message  # the limit, in dollars
     assert exc.transaction is not None
     assert (exc.transaction.status, exc.transaction.amount) == ("declined", 2001)
 
