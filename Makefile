@@ -4,7 +4,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck cfn-lint pytest bench bench-compare security-probe clean install browser openapi sdk-ts fuzz chaos
+.PHONY: run test lint typecheck cfn-lint pytest bench bench-compare security-probe clean install browser openapi sdk-ts fuzz \
+	chaos package-sdks
 
 # The dashboard's browser tests drive Debian's chromium (Playwright's own download is not used).
 CHROMIUM ?= /usr/bin/chromium
@@ -48,6 +49,15 @@ sdk/typescript/node_modules: sdk/typescript/package-lock.json
 
 sdk-ts: sdk/typescript/node_modules
 	cd sdk/typescript && npm test
+
+# The SDKs as users install them, into $(PACKAGE_DIR): the Python wheel and sdist and the npm tarball, all named
+# agentpay-spend (`pip install agentpay` and `npm install agentpay` are other people's packages).
+PACKAGE_DIR ?= dist
+package-sdks: $(STAMP) sdk/typescript/node_modules
+	rm -f $(PACKAGE_DIR)/agentpay_spend-* $(PACKAGE_DIR)/agentpay-spend-*
+	$(PY) -m build --outdir $(PACKAGE_DIR) sdk/python >/dev/null
+	cd sdk/typescript && npm pack --loglevel=warn --pack-destination $(abspath $(PACKAGE_DIR)) >/dev/null
+	@ls $(PACKAGE_DIR)/agentpay_spend-* $(PACKAGE_DIR)/agentpay-spend-*
 
 test: lint typecheck cfn-lint sdk-ts pytest
 

@@ -18,7 +18,7 @@ import json
 import sys
 from typing import Any
 
-import agentpay
+import agentpay_spend
 
 SYSTEM_PROMPT = """\
 You buy things for the user with the request_payment tool. Amounts are integer cents (1250 = $12.50).
@@ -29,12 +29,12 @@ never invent a new key for the same purchase, or it may be paid twice."""
 
 
 @functools.cache
-def client() -> agentpay.AgentPay:
+def client() -> agentpay_spend.AgentPay:
     """One client for the process; reads AGENTPAY_API_KEY and AGENTPAY_BASE_URL."""
-    return agentpay.AgentPay()
+    return agentpay_spend.AgentPay()
 
 
-def _transaction(tx: agentpay.Transaction) -> dict[str, Any]:
+def _transaction(tx: agentpay_spend.Transaction) -> dict[str, Any]:
     return {
         "transaction_id": tx.id,
         "status": tx.status,
@@ -47,12 +47,12 @@ def _transaction(tx: agentpay.Transaction) -> dict[str, Any]:
     }
 
 
-def _error(exc: agentpay.AgentPayError, idempotency_key: str | None = None) -> str:
+def _error(exc: agentpay_spend.AgentPayError, idempotency_key: str | None = None) -> str:
     return json.dumps(
         {
             "error": {"code": exc.code, "message": exc.message, "request_id": exc.request_id},
             # Only an outage (5xx, network) is worth retrying, and only with the same key.
-            "retry_with_same_idempotency_key": isinstance(exc, agentpay.APIError),
+            "retry_with_same_idempotency_key": isinstance(exc, agentpay_spend.APIError),
             "idempotency_key": idempotency_key,
         }
     )
@@ -72,10 +72,12 @@ def request_payment(amount_cents: int, purpose: str, merchant: str, idempotency_
         merchant: Who is paid, e.g. api.example.com.
         idempotency_key: Omit on a first call; when retrying a failed call, the key that call returned.
     """
-    key = idempotency_key or agentpay.derive_idempotency_key(amount=amount_cents, purpose=purpose, merchant=merchant)
+    key = idempotency_key or agentpay_spend.derive_idempotency_key(
+        amount=amount_cents, purpose=purpose, merchant=merchant
+    )
     try:
         tx = client().pay.request(amount=amount_cents, purpose=purpose, merchant=merchant, idempotency_key=key)
-    except agentpay.AgentPayError as exc:
+    except agentpay_spend.AgentPayError as exc:
         return _error(exc, key)
     return json.dumps(_transaction(tx))
 
@@ -88,7 +90,7 @@ def payment_status(transaction_id: str) -> str:
     """
     try:
         return json.dumps(_transaction(client().transactions.retrieve(transaction_id)))
-    except agentpay.AgentPayError as exc:
+    except agentpay_spend.AgentPayError as exc:
         return _error(exc)
 
 

@@ -107,7 +107,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 
 def cmd_mcp(args: argparse.Namespace) -> int:
-    # Needs the Python SDK (sdk/python) and the mcp package; only this command imports them.
+    # Needs the Python SDK (agentpay-spend, sdk/python) and the mcp package; only this command imports them.
     from shared.mcp_server import serve_stdio
 
     return serve_stdio()

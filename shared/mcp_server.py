@@ -8,7 +8,7 @@ import sys
 from datetime import datetime
 from typing import Annotated, Any
 
-import agentpay
+import agentpay_spend
 import anyio
 from mcp.server.fastmcp import FastMCP
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
@@ -55,7 +55,7 @@ lost), or the payment's decision_reason when it ended declined or timed_out (dec
 approval_timed_out, charge_failed, ...). {STATUSES}"""
 
 
-def transaction_json(transaction: agentpay.Transaction) -> dict[str, Any]:
+def transaction_json(transaction: agentpay_spend.Transaction) -> dict[str, Any]:
     """The transaction as the API sent it (datetimes back to ISO 8601, fields the SDK does not know kept)."""
     data: dict[str, Any] = {}
     for field in dataclasses.fields(transaction):
@@ -70,23 +70,23 @@ def _result(data: dict[str, Any]) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=json.dumps(data))], structuredContent=data)
 
 
-def _error(exc: agentpay.AgentPayError, **details: Any) -> CallToolResult:
+def _error(exc: agentpay_spend.AgentPayError, **details: Any) -> CallToolResult:
     """A tool error the model can act on: the API's code and message, and whether retrying can help."""
-    retryable = isinstance(exc, agentpay.APIError | agentpay.ApprovalTimeoutError)
+    retryable = isinstance(exc, agentpay_spend.APIError | agentpay_spend.ApprovalTimeoutError)
     error: dict[str, Any] = {
         "type": exc.type,
-        "code": exc.code or ("connection_error" if isinstance(exc, agentpay.APIConnectionError) else None),
+        "code": exc.code or ("connection_error" if isinstance(exc, agentpay_spend.APIConnectionError) else None),
         "message": exc.message,
         "http_status": exc.http_status,
         "request_id": exc.request_id,
         "retryable": retryable,
     }
-    if isinstance(exc, agentpay.RateLimitError):
+    if isinstance(exc, agentpay_spend.RateLimitError):
         error["retry_after"] = exc.retry_after
-    if isinstance(exc, agentpay.InvalidRequestError) and exc.errors:
+    if isinstance(exc, agentpay_spend.InvalidRequestError) and exc.errors:
         error["errors"] = exc.errors
     transaction = getattr(exc, "transaction", None)
-    if isinstance(transaction, agentpay.Transaction):
+    if isinstance(transaction, agentpay_spend.Transaction):
         details["transaction"] = transaction_json(transaction)
     data = {"error": {k: v for k, v in error.items() if v is not None}, **details}
     return CallToolResult(
@@ -94,7 +94,7 @@ def _error(exc: agentpay.AgentPayError, **details: Any) -> CallToolResult:
     )
 
 
-def build_server(client: agentpay.AsyncAgentPay, *, poll_interval: float = POLL_INTERVAL_SECONDS) -> FastMCP:
+def build_server(client: agentpay_spend.AsyncAgentPay, *, poll_interval: float = POLL_INTERVAL_SECONDS) -> FastMCP:
     """The MCP server with the three payment tools, all calling AgentPay through `client`."""
     server: FastMCP = FastMCP("agentpay", instructions=INSTRUCTIONS, log_level="WARNING")
 
@@ -118,7 +118,7 @@ def build_server(client: agentpay.AsyncAgentPay, *, poll_interval: float = POLL_
             str | None, Field(description="Optional https URL that receives the payment's decision webhooks.")
         ] = None,
     ) -> CallToolResult:
-        key = idempotency_key or agentpay.derive_idempotency_key(
+        key = idempotency_key or agentpay_spend.derive_idempotency_key(
             amount=amount, merchant=merchant, purpose=purpose, context=context or {}
         )
         try:
@@ -130,7 +130,7 @@ def build_server(client: agentpay.AsyncAgentPay, *, poll_interval: float = POLL_
                 idempotency_key=key,
                 callback_url=callback_url,
             )
-        except agentpay.AgentPayError as exc:
+        except agentpay_spend.AgentPayError as exc:
             return _error(exc, idempotency_key=key)
         return _result(transaction_json(transaction))
 
@@ -140,7 +140,7 @@ def build_server(client: agentpay.AsyncAgentPay, *, poll_interval: float = POLL_
     ) -> CallToolResult:
         try:
             return _result(transaction_json(await client.transactions.retrieve(transaction_id)))
-        except agentpay.AgentPayError as exc:
+        except agentpay_spend.AgentPayError as exc:
             return _error(exc)
 
     @server.tool(description=WAIT_FOR_APPROVAL, annotations=ToolAnnotations(readOnlyHint=True))
@@ -154,7 +154,7 @@ def build_server(client: agentpay.AsyncAgentPay, *, poll_interval: float = POLL_
             done = await client.pay.wait_for_approval(
                 transaction_id, timeout=timeout_seconds, poll_interval=poll_interval
             )
-        except agentpay.AgentPayError as exc:
+        except agentpay_spend.AgentPayError as exc:
             return _error(exc)
         return _result(transaction_json(done))
 
@@ -162,7 +162,7 @@ def build_server(client: agentpay.AsyncAgentPay, *, poll_interval: float = POLL_
 
 
 async def _serve() -> None:
-    async with agentpay.AsyncAgentPay() as client:  # AGENTPAY_API_KEY, AGENTPAY_BASE_URL
+    async with agentpay_spend.AsyncAgentPay() as client:  # AGENTPAY_API_KEY, AGENTPAY_BASE_URL
         await build_server(client).run_stdio_async()
 
 
@@ -170,7 +170,7 @@ def serve_stdio() -> int:
     """Runs until the client closes stdin; stdout carries only MCP messages, so diagnostics go to stderr."""
     try:
         anyio.run(_serve)
-    except agentpay.AuthenticationError as exc:
+    except agentpay_spend.AuthenticationError as exc:
         print(f"agentpay mcp: {exc.message}", file=sys.stderr)
         return 2
     return 0

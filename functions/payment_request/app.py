@@ -25,6 +25,8 @@ from shared.web import RequestModel, create_app, request_id_of, validation_error
 router = APIRouter(tags=["agent"])
 
 MAX_CONTEXT_BYTES = 16 * 1024
+# The SDKs refuse a non-integer amount with the same sentence before sending it (tests/sdk checks they agree).
+AMOUNT_IN_CENTS = "amount is an integer number of cents: 500 means $5.00"
 
 
 class PaymentRequestIn(RequestModel):
@@ -41,6 +43,14 @@ class PaymentRequestIn(RequestModel):
     context: dict[str, Any] | None = None
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
     callback_url: str | None = Field(default=None, max_length=2048)
+
+    @field_validator("amount", mode="before")
+    @classmethod
+    def _integer_cents(cls, value: Any) -> Any:
+        # 5.0 is refused like 5.5: someone who sends it may mean $5, and 5 cents would pay a hundredth of that.
+        if type(value) is not int:
+            raise ValueError(AMOUNT_IN_CENTS)
+        return value
 
     @field_validator("merchant", "purpose", "idempotency_key")
     @classmethod

@@ -133,6 +133,18 @@ def test_each_bad_field_gets_a_precise_422(client: Any, agent: Agent, fields: di
     assert [e["field"] for e in error["errors"]] == [field]
 
 
+@pytest.mark.parametrize("amount", [5.0, 12.5, 1e3, "500", True, None], ids=repr)
+def test_a_non_integer_amount_is_refused_in_cents(client: Any, agent: Agent, amount: Any) -> None:
+    # 5.0 from someone thinking in dollars must not become 5 cents, nor be refused in words that hide why.
+    sentence = "amount is an integer number of cents: 500 means $5.00"
+    response = pay(client, agent, amount)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    assert error["errors"] == [{"field": "amount", "message": sentence}]
+    assert sentence in error["message"]
+
+
 def test_missing_fields_are_all_named(client: Any, agent: Agent) -> None:
     response = signed_post(client, agent.api_key, PATH, {"idempotency_key": "k"})
     assert response.status_code == 422

@@ -249,7 +249,7 @@ def ts_sdk() -> Path:
     if not (TS_SDK / "node_modules" / ".bin" / "tsc").exists():
         _npm("ci", "--no-audit", "--no-fund")
     dist = TS_SDK / "dist"
-    if not (dist / "index.js").exists() or _newest_mtime(TS_SDK / "src") > _newest_mtime(dist):
+    if not (dist / "cjs" / "index.js").exists() or _newest_mtime(TS_SDK / "src") > _newest_mtime(dist):
         _npm("run", "build")
     return TS_SDK
 

@@ -73,7 +73,7 @@ def test_an_outage_tells_the_model_to_retry_with_the_same_key(name: str, monkeyp
     monkeypatch.setenv("AGENTPAY_API_KEY", "apk_test_" + "0" * 64)
     monkeypatch.setenv("AGENTPAY_BASE_URL", "http://127.0.0.1:9")  # discard port: nothing answers
     example = load(name)
-    monkeypatch.setattr("agentpay._http._backoff_delay", lambda attempt, retry_after=None: 0.0)
+    monkeypatch.setattr("agentpay_spend._http._backoff_delay", lambda attempt, retry_after=None: 0.0)
 
     failed = json.loads(example.request_payment(amount_cents=100, purpose="x", merchant="m"))
     assert failed["retry_with_same_idempotency_key"] is True

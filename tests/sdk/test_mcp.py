@@ -129,7 +129,7 @@ def test_errors_are_structured_with_the_api_code_and_the_key_to_retry_with(
     assert over.isError
     error = data(over)["error"]
     assert (error["code"], error["http_status"], error["retryable"]) == ("per_transaction_limit_exceeded", 402, False)
-    assert "2000" in error["message"] and error["request_id"]
+    assert "$20.00" in error["message"] and error["request_id"]  # the limit, in dollars
     assert data(over)["transaction"]["status"] == "declined"
     assert data(over)["idempotency_key"].startswith("ap_")
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import agentpay
+import agentpay_spend
 import pytest
 
 from tests.conftest import REPO, ServerProcess
@@ -37,6 +37,7 @@ PY_EXPECTED = [
 ]
 TS_EXPECTED = [
     rf"^{TX_ID} approved auto_approved$",
+    rf"^{TX_ID} approved auto_approved$",  # the same in CommonJS
     rf"^per_transaction_limit_exceeded 10000 null 250000 {TX_ID}$",
     r"^paid: pi_\w+$",
     None,  # the webhook receiver: driven by a real payment with a callback_url below
@@ -75,8 +76,16 @@ def _free_port() -> int:
 
 
 def _js_file(tmp_path: Path, index: int, sdk: Path) -> Path:
-    path = tmp_path / f"block{index}.mjs"
-    path.write_text(TS_BLOCKS[index].replace('from "@agentpay/sdk"', f'from "{(sdk / "dist" / "index.js").as_uri()}"'))
+    """The block as a file importing the built SDK: .mjs and the ES module build, or .cjs and the CommonJS one."""
+    block = TS_BLOCKS[index]
+    if 'require("agentpay-spend")' in block:
+        path = tmp_path / f"block{index}.cjs"
+        path.write_text(block.replace('require("agentpay-spend")', f'require("{sdk / "dist" / "cjs" / "index.js"}")'))
+    else:
+        path = tmp_path / f"block{index}.mjs"
+        path.write_text(
+            block.replace('from "agentpay-spend"', f'from "{(sdk / "dist" / "esm" / "index.js").as_uri()}"')
+        )
     return path
 
 
@@ -103,7 +112,7 @@ def test_typescript_readme_block_runs_against_the_real_server(
     )
     try:
         _wait_listening(port, receiver)
-        with agentpay.AgentPay(api_key=agent.api_key, base_url=sdk_server.base_url) as client:
+        with agentpay_spend.AgentPay(api_key=agent.api_key, base_url=sdk_server.base_url) as client:
             tx = client.pay.request(
                 amount=300,
                 purpose="Webhook quick-start",

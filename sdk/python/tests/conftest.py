@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from fake_agentpay import FakeAgentPay
 
-import agentpay
-from agentpay import _http
+import agentpay_spend
+from agentpay_spend import _http
 
 API_KEY = "apk_test_" + "ab" * 32
 TESTDATA = Path(__file__).resolve().parents[2] / "testdata"
@@ -45,6 +45,6 @@ def backoffs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, float | None]]:
 
 
 @pytest.fixture
-def client(fake: FakeAgentPay, backoffs: list[tuple[int, float | None]]) -> Iterator[agentpay.AgentPay]:
-    with agentpay.AgentPay(API_KEY, fake.url) as c:
+def client(fake: FakeAgentPay, backoffs: list[tuple[int, float | None]]) -> Iterator[agentpay_spend.AgentPay]:
+    with agentpay_spend.AgentPay(API_KEY, fake.url) as c:
         yield c

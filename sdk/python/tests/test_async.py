@@ -12,15 +12,15 @@ import pytest
 from conftest import API_KEY
 from fake_agentpay import Canned, FakeAgentPay, error_body
 
-import agentpay
-from agentpay import _http
+import agentpay_spend
+from agentpay_spend import _http
 
 
 def test_same_public_surface() -> None:
     for sync_obj, async_obj in [
-        (agentpay.AgentPay, agentpay.AsyncAgentPay),
-        (agentpay._client.Pay, agentpay._client.AsyncPay),
-        (agentpay._client.Transactions, agentpay._client.AsyncTransactions),
+        (agentpay_spend.AgentPay, agentpay_spend.AsyncAgentPay),
+        (agentpay_spend._client.Pay, agentpay_spend._client.AsyncPay),
+        (agentpay_spend._client.Transactions, agentpay_spend._client.AsyncTransactions),
     ]:
         public = {n for n in dir(sync_obj) if not n.startswith("_")}
         assert public == {n for n in dir(async_obj) if not n.startswith("_")}
@@ -35,7 +35,7 @@ def test_same_public_surface() -> None:
 
 def test_request_replay_and_wait(fake: FakeAgentPay, backoffs: list[tuple[int, float | None]]) -> None:
     async def scenario() -> None:
-        async with agentpay.AsyncAgentPay(API_KEY, fake.url) as client:
+        async with agentpay_spend.AsyncAgentPay(API_KEY, fake.url) as client:
             tx = await client.pay.request(amount=2500, purpose="p", merchant="m", context={"n": 1})
             again = await client.pay.request(amount=2500, purpose="p", merchant="m", context={"n": 1.0})
             assert again.id == tx.id and tx.status == "pending"
@@ -59,8 +59,8 @@ def test_retry_then_success(
     unavailable = Canned(503, error_body("unavailable", "budget_unavailable", "Later."), {"Retry-After": "1"})
     fake.script += [unavailable, unavailable]
 
-    async def scenario() -> agentpay.Transaction:
-        async with agentpay.AsyncAgentPay(API_KEY, fake.url) as client:
+    async def scenario() -> agentpay_spend.Transaction:
+        async with agentpay_spend.AsyncAgentPay(API_KEY, fake.url) as client:
             return await client.pay.request(amount=10, purpose="p", merchant="m")
 
     tx = asyncio.run(scenario())
@@ -74,19 +74,19 @@ def test_retry_then_success(
 
 def test_errors_and_no_retry_on_4xx(fake: FakeAgentPay, backoffs: list[tuple[int, float | None]]) -> None:
     async def scenario() -> None:
-        async with agentpay.AsyncAgentPay(API_KEY, fake.url) as client:
-            with pytest.raises(agentpay.BudgetExceededError) as info:
+        async with agentpay_spend.AsyncAgentPay(API_KEY, fake.url) as client:
+            with pytest.raises(agentpay_spend.BudgetExceededError) as info:
                 await client.pay.request(amount=20_000, purpose="p", merchant="m")
             assert info.value.transaction is not None
             assert info.value.transaction.status == "declined"
 
             fake.script.append(Canned(403, error_body("permission", "agent_blocked", "Blocked.")))
-            with pytest.raises(agentpay.AgentBlockedError):
+            with pytest.raises(agentpay_spend.AgentBlockedError):
                 await client.pay.request(amount=1, purpose="p", merchant="m")
 
             tx = await client.pay.request(amount=2000, purpose="p", merchant="m")
             fake.outcome[tx.id] = "declined"
-            with pytest.raises(agentpay.PaymentDeclinedError) as declined:
+            with pytest.raises(agentpay_spend.PaymentDeclinedError) as declined:
                 await client.pay.wait_for_approval(tx.id, sleep=asyncio.sleep, poll_interval=0.0)
             assert declined.value.reason == "declined_by_admin"
 
@@ -96,10 +96,10 @@ def test_errors_and_no_retry_on_4xx(fake: FakeAgentPay, backoffs: list[tuple[int
 
 def test_async_local_timeout(fake: FakeAgentPay) -> None:
     async def scenario() -> None:
-        async with agentpay.AsyncAgentPay(API_KEY, fake.url) as client:
+        async with agentpay_spend.AsyncAgentPay(API_KEY, fake.url) as client:
             tx = await client.pay.request(amount=2000, purpose="p", merchant="m")
             fake.outcome[tx.id] = "never"
-            with pytest.raises(agentpay.ApprovalTimeoutError):
+            with pytest.raises(agentpay_spend.ApprovalTimeoutError):
                 await client.pay.wait_for_approval(tx.id, timeout=0.05, poll_interval=0.01)
 
     asyncio.run(scenario())

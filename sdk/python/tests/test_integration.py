@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-import agentpay
+import agentpay_spend
 
 pytestmark = pytest.mark.skipif(
     not (os.environ.get("AGENTPAY_BASE_URL") and os.environ.get("AGENTPAY_API_KEY")),
@@ -17,8 +17,8 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture
-def client() -> Iterator[agentpay.AgentPay]:
-    with agentpay.AgentPay() as c:
+def client() -> Iterator[agentpay_spend.AgentPay]:
+    with agentpay_spend.AgentPay() as c:
         yield c
 
 
@@ -28,7 +28,7 @@ def run_id() -> str:
     return uuid.uuid4().hex
 
 
-def test_small_payment_is_auto_approved(client: agentpay.AgentPay, run_id: str) -> None:
+def test_small_payment_is_auto_approved(client: agentpay_spend.AgentPay, run_id: str) -> None:
     tx = client.pay.request(
         amount=1, purpose="SDK integration: auto-approve", merchant="sdk.test", context={"run": run_id}
     )
@@ -36,14 +36,14 @@ def test_small_payment_is_auto_approved(client: agentpay.AgentPay, run_id: str) 
     assert tx.status in ("approved", "completed")
     assert tx.decision_reason == "auto_approved"
     assert (tx.amount, tx.currency, tx.context) == (1, "usd", {"run": run_id})
-    assert tx.idempotency_key == agentpay.derive_idempotency_key(
+    assert tx.idempotency_key == agentpay_spend.derive_idempotency_key(
         amount=1, purpose="SDK integration: auto-approve", merchant="sdk.test", context={"run": run_id}
     )
     assert client.transactions.retrieve(tx.id).id == tx.id
 
 
 def test_replay_with_the_derived_key_returns_the_same_transaction(
-    client: agentpay.AgentPay, run_id: str
+    client: agentpay_spend.AgentPay, run_id: str
 ) -> None:
     params = {
         "amount": 2,
@@ -58,8 +58,8 @@ def test_replay_with_the_derived_key_returns_the_same_transaction(
     assert again.idempotency_key == first.idempotency_key
 
 
-def test_over_the_limit_raises_budget_exceeded(client: agentpay.AgentPay, run_id: str) -> None:
-    with pytest.raises(agentpay.BudgetExceededError) as info:
+def test_over_the_limit_raises_budget_exceeded(client: agentpay_spend.AgentPay, run_id: str) -> None:
+    with pytest.raises(agentpay_spend.BudgetExceededError) as info:
         client.pay.request(
             amount=100_000_000,
             purpose="SDK integration: over limit",
@@ -75,6 +75,6 @@ def test_over_the_limit_raises_budget_exceeded(client: agentpay.AgentPay, run_id
     assert (exc.transaction.status, exc.transaction.decision_reason) == ("declined", exc.code)
 
 
-def test_unknown_transaction_is_not_found(client: agentpay.AgentPay) -> None:
-    with pytest.raises(agentpay.NotFoundError):
+def test_unknown_transaction_is_not_found(client: agentpay_spend.AgentPay) -> None:
+    with pytest.raises(agentpay_spend.NotFoundError):
         client.transactions.retrieve(str(uuid.uuid4()))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import socket
 import time
 
@@ -12,14 +13,14 @@ import pytest
 from conftest import API_KEY
 from fake_agentpay import Canned, FakeAgentPay, error_body
 
-import agentpay
-from agentpay import _http
+import agentpay_spend
+from agentpay_spend import _http
 
 UNAVAILABLE = Canned(503, error_body("unavailable", "budget_unavailable", "Try again."), {"Retry-After": "2"})
 
 
 def test_503_503_201_gives_one_result_with_one_key_and_fresh_timestamps(
-    client: agentpay.AgentPay,
+    client: agentpay_spend.AgentPay,
     fake: FakeAgentPay,
     backoffs: list[tuple[int, float | None]],
     monkeypatch: pytest.MonkeyPatch,
@@ -42,7 +43,7 @@ def test_503_503_201_gives_one_result_with_one_key_and_fresh_timestamps(
 
 @pytest.mark.parametrize("status", [500, 502, 504])
 def test_other_5xx_are_retried_with_jitter(
-    client: agentpay.AgentPay, fake: FakeAgentPay, backoffs: list[tuple[int, float | None]], status: int
+    client: agentpay_spend.AgentPay, fake: FakeAgentPay, backoffs: list[tuple[int, float | None]], status: int
 ) -> None:
     fake.script.append(Canned(status, error_body("api_error", "internal_error", "Oops.")))
 
@@ -53,11 +54,11 @@ def test_other_5xx_are_retried_with_jitter(
 
 
 def test_retries_stop_after_max_retries(
-    client: agentpay.AgentPay, fake: FakeAgentPay, backoffs: list[tuple[int, float | None]]
+    client: agentpay_spend.AgentPay, fake: FakeAgentPay, backoffs: list[tuple[int, float | None]]
 ) -> None:
     fake.script += [UNAVAILABLE] * 10
 
-    with pytest.raises(agentpay.APIError) as info:
+    with pytest.raises(agentpay_spend.APIError) as info:
         client.pay.request(amount=1, purpose="p", merchant="m")
 
     assert len(fake.requests) == 4  # the first try and max_retries=3 more
@@ -70,7 +71,10 @@ def test_retries_stop_after_max_retries(
 
 def test_max_retries_zero_means_one_try(fake: FakeAgentPay, backoffs: list[tuple[int, float | None]]) -> None:
     fake.script += [UNAVAILABLE]
-    with agentpay.AgentPay(API_KEY, fake.url, max_retries=0) as client, pytest.raises(agentpay.APIError):
+    with (
+        agentpay_spend.AgentPay(API_KEY, fake.url, max_retries=0) as client,
+        pytest.raises(agentpay_spend.APIError),
+    ):
         client.pay.request(amount=1, purpose="p", merchant="m")
     assert len(fake.requests) == 1 and backoffs == []
 
@@ -90,7 +94,7 @@ def test_max_retries_zero_means_one_try(fake: FakeAgentPay, backoffs: list[tuple
     ],
 )
 def test_4xx_is_never_retried(
-    client: agentpay.AgentPay,
+    client: agentpay_spend.AgentPay,
     fake: FakeAgentPay,
     backoffs: list[tuple[int, float | None]],
     status: int,
@@ -98,7 +102,7 @@ def test_4xx_is_never_retried(
 ) -> None:
     fake.script.append(Canned(status, error_body("x", code, "No."), {"Retry-After": "1"}))
 
-    with pytest.raises(agentpay.AgentPayError):
+    with pytest.raises(agentpay_spend.AgentPayError):
         client.pay.request(amount=1, purpose="p", merchant="m")
 
     assert len(fake.requests) == 1
@@ -115,13 +119,32 @@ def _closed_port() -> int:
 def test_network_failure_is_retried_then_raised(backoffs: list[tuple[int, float | None]]) -> None:
     unreachable = f"http://127.0.0.1:{_closed_port()}"
     with (
-        agentpay.AgentPay(API_KEY, unreachable) as client,
-        pytest.raises(agentpay.APIConnectionError) as info,
+        agentpay_spend.AgentPay(API_KEY, unreachable) as client,
+        pytest.raises(agentpay_spend.APIConnectionError) as info,
     ):
         client.transactions.retrieve("7b0f0d52-3a51-4c43-9d67-0c1f4b7f9a10")
-    assert isinstance(info.value, agentpay.APIError)
+    assert isinstance(info.value, agentpay_spend.APIError)
     assert isinstance(info.value.__cause__, httpx.ConnectError)
     assert backoffs == [(0, None), (1, None), (2, None)]
+    url = f"{unreachable}/v1/transactions/7b0f0d52-3a51-4c43-9d67-0c1f4b7f9a10"
+    assert re.fullmatch(
+        rf"Could not reach AgentPay at {re.escape(url)} after 4 attempts: ConnectError: .+", str(info.value)
+    )
+
+
+@pytest.mark.parametrize(("max_retries", "attempts"), [(0, "1 attempt"), (2, "3 attempts")])
+def test_a_connection_failure_names_the_url_and_the_attempts(
+    backoffs: list[tuple[int, float | None]], max_retries: int, attempts: str
+) -> None:
+    unreachable = f"http://127.0.0.1:{_closed_port()}"
+    with (
+        agentpay_spend.AgentPay(API_KEY, unreachable, max_retries=max_retries) as client,
+        pytest.raises(agentpay_spend.APIConnectionError) as info,
+    ):
+        client.pay.request(amount=500, purpose="p", merchant="m")
+    assert str(info.value).startswith(
+        f"Could not reach AgentPay at {unreachable}/v1/payment-request after {attempts}: "
+    )
 
 
 def test_should_retry_decision() -> None:

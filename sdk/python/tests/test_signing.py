@@ -10,11 +10,11 @@ import pytest
 from conftest import API_KEY
 from fake_agentpay import FakeAgentPay
 
-import agentpay
+import agentpay_spend
 
 
 def test_payment_request_is_signed_over_the_exact_bytes_sent(
-    client: agentpay.AgentPay, fake: FakeAgentPay
+    client: agentpay_spend.AgentPay, fake: FakeAgentPay
 ) -> None:
     client.pay.request(amount=500, purpose="Café ☕ für 2", merchant="café.example", context={"ü": 1})
 
@@ -29,7 +29,7 @@ def test_payment_request_is_signed_over_the_exact_bytes_sent(
     assert "Café ☕".encode() in sent.body  # raw UTF-8, not \u escapes
 
 
-def test_get_is_signed_with_an_empty_body(client: agentpay.AgentPay, fake: FakeAgentPay) -> None:
+def test_get_is_signed_with_an_empty_body(client: agentpay_spend.AgentPay, fake: FakeAgentPay) -> None:
     tx = client.pay.request(amount=100, purpose="p", merchant="m")
     client.transactions.retrieve(tx.id)
 
@@ -38,18 +38,22 @@ def test_get_is_signed_with_an_empty_body(client: agentpay.AgentPay, fake: FakeA
     assert get.signature_ok
 
 
-def test_transaction_id_is_escaped_and_signed_as_sent(client: agentpay.AgentPay, fake: FakeAgentPay) -> None:
-    with pytest.raises(agentpay.NotFoundError):
+def test_transaction_id_is_escaped_and_signed_as_sent(
+    client: agentpay_spend.AgentPay, fake: FakeAgentPay
+) -> None:
+    with pytest.raises(agentpay_spend.NotFoundError):
         client.transactions.retrieve("../dashboard/agents?x=1")
     sent = fake.requests[-1]
     assert sent.path == "/v1/transactions/..%2Fdashboard%2Fagents%3Fx%3D1"
     assert sent.signature_ok
 
 
-def test_derived_idempotency_key_is_in_body_and_header(client: agentpay.AgentPay, fake: FakeAgentPay) -> None:
+def test_derived_idempotency_key_is_in_body_and_header(
+    client: agentpay_spend.AgentPay, fake: FakeAgentPay
+) -> None:
     tx = client.pay.request(amount=250, purpose="p", merchant="m", context={"b": 1, "a": [1.0, 2]})
 
-    expected = agentpay.derive_idempotency_key(
+    expected = agentpay_spend.derive_idempotency_key(
         amount=250, purpose="p", merchant="m", context={"a": [1, 2], "b": 1}
     )
     body = json.loads(fake.requests[0].body)
@@ -59,14 +63,14 @@ def test_derived_idempotency_key_is_in_body_and_header(client: agentpay.AgentPay
     assert b"1.0" not in fake.requests[0].body
 
 
-def test_explicit_idempotency_key_wins(client: agentpay.AgentPay, fake: FakeAgentPay) -> None:
+def test_explicit_idempotency_key_wins(client: agentpay_spend.AgentPay, fake: FakeAgentPay) -> None:
     client.pay.request(amount=250, purpose="p", merchant="m", idempotency_key="order-42")
 
     assert json.loads(fake.requests[0].body)["idempotency_key"] == "order-42"
     assert fake.requests[0].headers["idempotency-key"] == "order-42"
 
 
-def test_replaying_the_same_call_returns_the_same_transaction(client: agentpay.AgentPay) -> None:
+def test_replaying_the_same_call_returns_the_same_transaction(client: agentpay_spend.AgentPay) -> None:
     first = client.pay.request(amount=300, purpose="p", merchant="m", context={"run": 1})
     again = client.pay.request(amount=300, purpose="p", merchant="m", context={"run": 1})
     separate = client.pay.request(
@@ -77,7 +81,7 @@ def test_replaying_the_same_call_returns_the_same_transaction(client: agentpay.A
     assert separate.id != first.id
 
 
-def test_callback_url_is_sent_only_when_given(client: agentpay.AgentPay, fake: FakeAgentPay) -> None:
+def test_callback_url_is_sent_only_when_given(client: agentpay_spend.AgentPay, fake: FakeAgentPay) -> None:
     client.pay.request(amount=1, purpose="p", merchant="m")
     client.pay.request(amount=2, purpose="p", merchant="m", callback_url="https://agent.example/hook")
 
@@ -86,10 +90,10 @@ def test_callback_url_is_sent_only_when_given(client: agentpay.AgentPay, fake: F
 
 
 def test_wrong_key_is_an_authentication_error(fake: FakeAgentPay) -> None:
-    with agentpay.AgentPay("apk_test_wrong", fake.url) as other:
+    with agentpay_spend.AgentPay("apk_test_wrong", fake.url) as other:
         try:
             other.pay.request(amount=1, purpose="p", merchant="m")
-        except agentpay.AuthenticationError as exc:
+        except agentpay_spend.AuthenticationError as exc:
             assert (exc.http_status, exc.code) == (401, "invalid_api_key")
         else:
             raise AssertionError("expected AuthenticationError")

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from agentpay import Transaction
+from agentpay_spend import Transaction
 
 WIRE = {
     "id": "7b0f0d52-3a51-4c43-9d67-0c1f4b7f9a10",

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from conftest import load_vectors
 
-import agentpay
-from agentpay._signing import sign_request
+import agentpay_spend
+from agentpay_spend._signing import sign_request
 
 SIGNATURES = load_vectors("signatures.json")
 IDEMPOTENCY_KEYS = load_vectors("idempotency_keys.json")
@@ -35,14 +35,16 @@ def test_request_signature_vector(case: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("case", IDEMPOTENCY_KEYS, ids=[c["name"] for c in IDEMPOTENCY_KEYS])
 def test_idempotency_key_vector(case: dict[str, Any]) -> None:
-    assert agentpay.derive_idempotency_key(**case["params"]) == case["key"]
+    assert agentpay_spend.derive_idempotency_key(**case["params"]) == case["key"]
 
 
 @pytest.mark.parametrize("case", WEBHOOKS, ids=[c["name"] for c in WEBHOOKS])
 def test_webhook_vector(case: dict[str, Any]) -> None:
     if case["valid"]:
-        event = agentpay.webhooks.verify(case["payload"], case["header"], case["api_key"], now=case["now"])
+        event = agentpay_spend.webhooks.verify(
+            case["payload"], case["header"], case["api_key"], now=case["now"]
+        )
         assert event["id"].startswith("evt_")
     else:
-        with pytest.raises(agentpay.WebhookSignatureError):
-            agentpay.webhooks.verify(case["payload"], case["header"], case["api_key"], now=case["now"])
+        with pytest.raises(agentpay_spend.WebhookSignatureError):
+            agentpay_spend.webhooks.verify(case["payload"], case["header"], case["api_key"], now=case["now"])

@@ -8,7 +8,7 @@ import pytest
 from conftest import API_KEY
 from fake_agentpay import FakeAgentPay
 
-import agentpay
+import agentpay_spend
 
 
 class FakeClock:
@@ -35,7 +35,7 @@ def slow_fake() -> Iterator[FakeAgentPay]:
 
 def test_pending_then_approved_then_completed(slow_fake: FakeAgentPay) -> None:
     clock = FakeClock()
-    with agentpay.AgentPay(API_KEY, slow_fake.url) as client:
+    with agentpay_spend.AgentPay(API_KEY, slow_fake.url) as client:
         tx = client.pay.request(amount=2500, purpose="needs a human", merchant="m")
         assert (tx.status, tx.decision_reason) == ("pending", "approval_required")
         assert tx.approval_expires_at is not None
@@ -50,7 +50,7 @@ def test_pending_then_approved_then_completed(slow_fake: FakeAgentPay) -> None:
     assert clock.sleeps == [5.0, 5.0, 5.0]
 
 
-def test_auto_approved_payment_completes(client: agentpay.AgentPay, fake: FakeAgentPay) -> None:
+def test_auto_approved_payment_completes(client: agentpay_spend.AgentPay, fake: FakeAgentPay) -> None:
     clock = FakeClock()
     tx = client.pay.request(amount=100, purpose="small", merchant="m")
     done = client.pay.wait_for_approval(
@@ -64,13 +64,13 @@ def test_auto_approved_payment_completes(client: agentpay.AgentPay, fake: FakeAg
     ("outcome", "reason"), [("declined", "declined_by_admin"), ("timed_out", "approval_timed_out")]
 )
 def test_declined_or_timed_out_raises(
-    client: agentpay.AgentPay, fake: FakeAgentPay, outcome: str, reason: str
+    client: agentpay_spend.AgentPay, fake: FakeAgentPay, outcome: str, reason: str
 ) -> None:
     clock = FakeClock()
     tx = client.pay.request(amount=2500, purpose="p", merchant="m")
     fake.outcome[tx.id] = outcome
 
-    with pytest.raises(agentpay.PaymentDeclinedError) as info:
+    with pytest.raises(agentpay_spend.PaymentDeclinedError) as info:
         client.pay.wait_for_approval(tx.id, sleep=clock.sleep, clock=clock)
 
     assert info.value.reason == reason
@@ -78,18 +78,18 @@ def test_declined_or_timed_out_raises(
     assert info.value.transaction.status == outcome
 
 
-def test_local_timeout(client: agentpay.AgentPay, fake: FakeAgentPay) -> None:
+def test_local_timeout(client: agentpay_spend.AgentPay, fake: FakeAgentPay) -> None:
     clock = FakeClock()
     tx = client.pay.request(amount=2500, purpose="p", merchant="m")
     fake.outcome[tx.id] = "never"
 
-    with pytest.raises(agentpay.ApprovalTimeoutError) as info:
+    with pytest.raises(agentpay_spend.ApprovalTimeoutError) as info:
         client.pay.wait_for_approval(tx.id, timeout=12.0, poll_interval=5.0, sleep=clock.sleep, clock=clock)
 
     assert clock.sleeps == [5.0, 5.0, 2.0]  # never sleeps past the deadline
     assert info.value.transaction is not None and info.value.transaction.status == "pending"
 
 
-def test_unknown_transaction_is_not_found(client: agentpay.AgentPay) -> None:
-    with pytest.raises(agentpay.NotFoundError):
+def test_unknown_transaction_is_not_found(client: agentpay_spend.AgentPay) -> None:
+    with pytest.raises(agentpay_spend.NotFoundError):
         client.pay.wait_for_approval("00000000-0000-0000-0000-000000000000", sleep=lambda s: None)

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-import agentpay
-from agentpay import webhooks
+import agentpay_spend
+from agentpay_spend import webhooks
 
 API_KEY = "apk_test_" + "cd" * 32
 EVENT = {"id": "evt_1", "type": "transaction.declined", "created_at": "2025-11-24T16:00:00+00:00", "data": {}}
@@ -32,7 +32,7 @@ def test_default_now_is_the_clock() -> None:
 
     t = int(time.time())
     assert webhooks.verify(BODY, signed(BODY, t), API_KEY) == EVENT
-    with pytest.raises(agentpay.WebhookSignatureError):
+    with pytest.raises(agentpay_spend.WebhookSignatureError):
         webhooks.verify(BODY, signed(BODY, t - 301), API_KEY)
 
 
@@ -50,13 +50,13 @@ def test_default_now_is_the_clock() -> None:
     ],
 )
 def test_rejections(body: bytes, header: str | None, now: int, code: str) -> None:
-    with pytest.raises(agentpay.WebhookSignatureError) as info:
+    with pytest.raises(agentpay_spend.WebhookSignatureError) as info:
         webhooks.verify(body, header, API_KEY, now=now)
     assert info.value.code == code
-    assert isinstance(info.value, agentpay.AgentPayError)
+    assert isinstance(info.value, agentpay_spend.AgentPayError)
 
 
 def test_custom_tolerance() -> None:
     webhooks.verify(BODY, signed(BODY), API_KEY, now=T + 1000, tolerance=1000)
-    with pytest.raises(agentpay.WebhookSignatureError):
+    with pytest.raises(agentpay_spend.WebhookSignatureError):
         webhooks.verify(BODY, signed(BODY), API_KEY, now=T + 11, tolerance=10)

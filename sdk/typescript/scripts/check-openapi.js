@@ -11,7 +11,7 @@ import {
   NULLABLE_TRANSACTION_FIELDS,
   TRANSACTION_FIELDS,
   TRANSACTION_STATUSES,
-} from "../dist/index.js";
+} from "../dist/esm/index.js";
 
 export const DEFAULT_OPENAPI_PATH = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "openapi.json");
 

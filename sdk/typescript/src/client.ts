@@ -24,6 +24,8 @@ export const DEFAULT_POLL_INTERVAL_MS = 5_000;
 export const DEFAULT_APPROVAL_TIMEOUT_MS = 600_000;
 
 const BUDGET_REASONS: readonly string[] = ["per_transaction_limit_exceeded", "daily_limit_exceeded"];
+/** The refusal of a non-integer amount: the same sentence as the server's 422 (tests/sdk checks they agree). */
+export const AMOUNT_IN_CENTS = "amount is an integer number of cents: 500 means $5.00";
 
 export interface AgentPayOptions {
   /** The agent's key (`apk_test_...`/`apk_live_...`); defaults to `AGENTPAY_API_KEY`. */
@@ -115,7 +117,7 @@ export class AgentPay {
           body: rawBody,
         }),
         Accept: "application/json",
-        "User-Agent": `agentpay-typescript/${VERSION} node/${process.versions.node}`,
+        "User-Agent": `agentpay-spend-js/${VERSION} node/${process.versions.node}`,
       };
       if (options.body !== undefined) headers["Content-Type"] = "application/json";
       if (options.idempotencyKey !== undefined) headers["Idempotency-Key"] = options.idempotencyKey;
@@ -138,10 +140,10 @@ export class AgentPay {
           continue;
         }
         const timedOut = attempt.timedOut();
+        const attempts = retry === 0 ? "1 attempt" : `${retry + 1} attempts`;
+        const cause = timedOut ? `no answer within ${this.timeoutMs} ms` : describe(error);
         throw new APIConnectionError({
-          message: timedOut
-            ? `AgentPay did not answer ${method} ${signedPath} within ${this.timeoutMs} ms (${retry + 1} attempts).`
-            : `Could not reach AgentPay at ${this.baseUrl} (${retry + 1} attempts): ${describe(error)}`,
+          message: `Could not reach AgentPay at ${withoutCredentials(url)} after ${attempts}: ${cause}`,
           code: timedOut ? "timeout" : "network_error",
           cause: error,
         });
@@ -179,6 +181,14 @@ export class Payments {
    * and also on a replay (200) of a payment a limit declined, so a retry never looks like a success.
    */
   async request(params: PaymentRequestParams, options: { signal?: AbortSignal } = {}): Promise<Transaction> {
+    // 12.5 is not sent as 12.5 cents (nor "1250" as anything). 5.0 cannot be caught: it is the number 5.
+    if (typeof params.amount !== "number" || !Number.isSafeInteger(params.amount)) {
+      throw new InvalidRequestError({
+        message: AMOUNT_IN_CENTS,
+        code: "validation_error",
+        errors: [{ field: "amount", message: AMOUNT_IN_CENTS }],
+      });
+    }
     const currency = params.currency ?? "usd";
     const context = params.context ?? {};
     let idempotencyKey = params.idempotencyKey;
@@ -303,6 +313,14 @@ function withTimeout(timeoutMs: number, outer?: AbortSignal) {
       outer?.removeEventListener("abort", onAbort);
     },
   };
+}
+
+/** The URL as an error message may show it: without a `user:password@` it may carry. */
+function withoutCredentials(url: URL): string {
+  const shown = new URL(url);
+  shown.username = "";
+  shown.password = "";
+  return shown.href;
 }
 
 function parseBody(text: string): unknown {

@@ -80,9 +80,10 @@ export class IdempotencyError extends ConflictError {}
 export class InvalidRequestError extends AgentPayError {
   readonly errors: FieldError[];
 
-  constructor(init: AgentPayErrorInit) {
+  /** `errors` is given by the SDK's own checks; an answer's come from its body. */
+  constructor(init: AgentPayErrorInit & { errors?: FieldError[] }) {
     super(init);
-    const errors = errorDetailOf(init.body)?.errors;
+    const errors = init.errors ?? errorDetailOf(init.body)?.errors;
     this.errors = Array.isArray(errors) ? errors : [];
   }
 }
@@ -90,14 +91,21 @@ export class InvalidRequestError extends AgentPayError {
 /** 404: no such object, or it belongs to another agent (the API does not tell them apart). */
 export class NotFoundError extends InvalidRequestError {}
 
-/** 429: the circuit breaker tripped on this request; later requests answer 403 `agent_blocked`. */
+/**
+ * 429. Without `Retry-After`, the circuit breaker tripped on this request (`agentBlocked`): the agent stays blocked,
+ * later requests answer 403 `agent_blocked`, and only an admin can unblock it, so nothing retries it. With
+ * `Retry-After` (too many failed authentications), `retryAfter` says when trying again can work.
+ */
 export class RateLimitError extends AgentPayError {
   /** Seconds from the `Retry-After` header, or `null`. */
   readonly retryAfter: number | null;
+  /** True when the circuit breaker blocked the agent (the 429 had no `Retry-After`). */
+  readonly agentBlocked: boolean;
 
   constructor(init: AgentPayErrorInit) {
     super(init);
     this.retryAfter = retryAfterSeconds(init.headers ?? null);
+    this.agentBlocked = this.retryAfter === null;
   }
 }
 

@@ -1,7 +1,8 @@
-/** @agentpay/sdk: the TypeScript client of AgentPay. */
+/** agentpay-spend: the TypeScript client of AgentPay. */
 
 export {
   AgentPay,
+  AMOUNT_IN_CENTS,
   Payments,
   Transactions,
   DEFAULT_APPROVAL_TIMEOUT_MS,

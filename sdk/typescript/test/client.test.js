@@ -19,7 +19,7 @@ import {
   RateLimitError,
   backoffDelayMs,
   deriveIdempotencyKey,
-} from "../dist/index.js";
+} from "../dist/esm/index.js";
 import { API_KEY, errorBody, scripted, startFakeServer, transaction } from "./fake-server.js";
 
 /** A client against `server` whose waits are recorded instead of slept. */
@@ -179,6 +179,26 @@ describe("pay.request", () => {
       await server.close();
     }
   });
+
+  it("refuses an amount that is not an integer number of cents, saying so, before sending anything", async () => {
+    const server = await startFakeServer(() => ({ status: 201, body: transaction() }));
+    const sentence = "amount is an integer number of cents: 500 means $5.00";
+    try {
+      const { client } = clientFor(server);
+      for (const amount of [5.5, 0.1, "500", true, null, undefined, 500n, Number.NaN, Infinity, 2 ** 53, {}]) {
+        await assert.rejects(client.pay.request({ ...PAYMENT, amount }), (error) => {
+          assert.ok(error instanceof InvalidRequestError, `${String(amount)}: got ${error}`);
+          assert.equal(error.message, sentence);
+          assert.equal(error.code, "validation_error");
+          assert.deepEqual(error.errors, [{ field: "amount", message: sentence }]);
+          return true;
+        });
+      }
+      assert.equal(server.requests.length, 0);
+    } finally {
+      await server.close();
+    }
+  });
 });
 
 describe("retries", () => {
@@ -272,9 +292,27 @@ describe("retries", () => {
       assert.ok(error instanceof APIError);
       assert.equal(error.httpStatus, null);
       assert.equal(error.code, "network_error");
+      assert.match(error.message, new RegExp(`^Could not reach AgentPay at ${baseUrl}/v1/transactions/tx after 4 attempts: .*ECONNREFUSED`));
       return true;
     });
     assert.equal(sleeps.length, 3);
+  });
+
+  it("says where it tried and how often: 1 attempt, N attempts", async () => {
+    const server = await startFakeServer(() => ({ status: 200, body: {} }));
+    const baseUrl = server.baseUrl;
+    await server.close();
+    for (const [maxRetries, attempts] of [[0, "1 attempt"], [2, "3 attempts"]]) {
+      const client = new AgentPay({ apiKey: API_KEY, baseUrl, maxRetries, sleep: async () => {} });
+      await assert.rejects(client.pay.request(PAYMENT), (error) => {
+        assert.ok(error instanceof APIConnectionError, `got ${error}`);
+        assert.ok(
+          error.message.startsWith(`Could not reach AgentPay at ${baseUrl}/v1/payment-request after ${attempts}: `),
+          error.message,
+        );
+        return true;
+      });
+    }
   });
 
   it("treats a per-attempt time limit as a network failure", async () => {
@@ -284,6 +322,10 @@ describe("retries", () => {
       await assert.rejects(client.transactions.retrieve("tx"), (error) => {
         assert.ok(error instanceof APIConnectionError);
         assert.equal(error.code, "timeout");
+        assert.equal(
+          error.message,
+          `Could not reach AgentPay at ${server.baseUrl}/v1/transactions/tx after 2 attempts: no answer within 100 ms`,
+        );
         return true;
       });
       assert.equal(server.requests.length, 2);
@@ -421,7 +463,34 @@ describe("error mapping (4xx is never retried)", () => {
     }));
     try {
       const { client } = clientFor(server);
-      await assert.rejects(client.pay.request(PAYMENT), (error) => error instanceof RateLimitError && error.retryAfter === 60);
+      await assert.rejects(client.pay.request(PAYMENT), (error) => {
+        assert.ok(error instanceof RateLimitError);
+        assert.equal(error.retryAfter, 60);
+        assert.equal(error.agentBlocked, false);
+        assert.equal(error.message, "slow down");
+        return true;
+      });
+    } finally {
+      await server.close();
+    }
+  });
+
+  it("429 without Retry-After: the circuit breaker blocked the agent; not retried, the server's words passed on", async () => {
+    const tripped =
+      "This agent sent more than 2 payment requests in 60 s, so the circuit breaker blocked it. Retrying will not " +
+      "help: an admin must unblock it in the dashboard (Agents, then Unblock).";
+    const server = await startFakeServer(() => ({ status: 429, body: errorBody("rate_limit", "rate_limited", tripped) }));
+    try {
+      const { client, sleeps } = clientFor(server);
+      await assert.rejects(client.pay.request(PAYMENT), (error) => {
+        assert.ok(error instanceof RateLimitError, `got ${error}`);
+        assert.equal(error.agentBlocked, true);
+        assert.equal(error.retryAfter, null);
+        assert.equal(error.message, tripped);
+        return true;
+      });
+      assert.equal(server.requests.length, 1);
+      assert.deepEqual(sleeps, []);
     } finally {
       await server.close();
     }

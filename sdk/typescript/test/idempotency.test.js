@@ -3,7 +3,7 @@ import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { describe, it } from "node:test";
 
-import { canonicalJson, deriveIdempotencyKey } from "../dist/index.js";
+import { canonicalJson, deriveIdempotencyKey } from "../dist/esm/index.js";
 
 describe("canonicalJson", () => {
   it("sorts keys recursively, keeps array order, writes no whitespace", () => {

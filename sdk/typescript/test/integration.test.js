@@ -23,14 +23,16 @@ import { setTimeout as delay } from "node:timers/promises";
 import { describe, it } from "node:test";
 
 import {
+  AMOUNT_IN_CENTS,
   AgentBlockedError,
   AgentPay,
   ApprovalTimeoutError,
   AuthenticationError,
   BudgetExceededError,
+  InvalidRequestError,
   RateLimitError,
   deriveIdempotencyKey,
-} from "../dist/index.js";
+} from "../dist/esm/index.js";
 
 const env = process.env;
 const skip =
@@ -186,19 +188,40 @@ describe("integration against a real server", { skip, concurrency: false }, () =
     assert.match(done.stripe_charge_id ?? "", /^pi_/); // a Stripe PaymentIntent
   });
 
-  it("trips the circuit breaker: RateLimitError with retryAfter, then AgentBlockedError", { skip: needs("AGENTPAY_TEST_RATE_LIMITED_API_KEY") }, async () => {
-    const client = new AgentPay({ apiKey: env.AGENTPAY_TEST_RATE_LIMITED_API_KEY });
+  it("trips the circuit breaker: RateLimitError once, not retried, then AgentBlockedError", { skip: needs("AGENTPAY_TEST_RATE_LIMITED_API_KEY") }, async () => {
+    const { client, answers } = recordingClient({ apiKey: env.AGENTPAY_TEST_RATE_LIMITED_API_KEY });
     for (let i = 0; i < RATE_LIMIT; i++) await client.pay.request(another(`burst ${i}`, { amount: 1 }));
     await assert.rejects(client.pay.request(another("one too many", { amount: 1 })), (error) => {
       assert.ok(error instanceof RateLimitError, `got ${error}`);
       assert.equal(error.httpStatus, 429);
       assert.equal(error.code, "rate_limited");
-      assert.ok(error.retryAfter > 0, `retryAfter ${error.retryAfter}`);
+      // A trip without Retry-After is the blocked agent's: the error says only an admin can help.
+      assert.equal(error.agentBlocked, !error.headers.has("retry-after"));
       return true;
     });
+    assert.deepEqual(answers.map((a) => a.status).slice(RATE_LIMIT), [429], "the 429 was not retried");
     await assert.rejects(client.pay.request(another("blocked", { amount: 1 })), (error) => {
       assert.ok(error instanceof AgentBlockedError, `got ${error}`);
       assert.equal(error.code, "agent_blocked");
+      return true;
+    });
+  });
+
+  it("refuses a non-integer amount before sending it, in the words of the server's own 422", async () => {
+    const { client, answers } = recordingClient();
+    const dollars = another("dollars", { amount: 12.5 });
+    let refused;
+    await assert.rejects(client.pay.request(dollars), (error) => {
+      refused = error;
+      return error instanceof InvalidRequestError && error.message === AMOUNT_IN_CENTS;
+    });
+    assert.equal(answers.length, 0, "nothing was sent");
+    const idempotencyKey = `ts-dollars-${run}`;
+    const body = { ...dollars, idempotency_key: idempotencyKey };
+    await assert.rejects(client.request("POST", "/v1/payment-request", { body, idempotencyKey }), (error) => {
+      assert.ok(error instanceof InvalidRequestError, `got ${error}`);
+      assert.equal(error.httpStatus, 422);
+      assert.deepEqual(error.errors, refused.errors);
       return true;
     });
   });

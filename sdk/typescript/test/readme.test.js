@@ -8,11 +8,12 @@ import { dirname, join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
-import { signWebhook } from "../dist/index.js";
+import { signWebhook } from "../dist/esm/index.js";
 import { API_KEY, errorBody, startFakeServer, transaction } from "./fake-server.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
-const SDK_URL = pathToFileURL(join(ROOT, "dist", "index.js")).href;
+const SDK_URL = pathToFileURL(join(ROOT, "dist", "esm", "index.js")).href;
+const SDK_CJS = join(ROOT, "dist", "cjs", "index.js");
 const blocks = [...readFileSync(join(ROOT, "README.md"), "utf8").matchAll(/```js\n([\s\S]*?)```/g)].map((m) => m[1]);
 
 /** A tiny AgentPay: up to 2000 cents approved, up to 10000 pending, above that declined; a poll finds it completed. */
@@ -71,17 +72,25 @@ describe("README examples", () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it("has the four examples", () => assert.equal(blocks.length, 4));
+  it("has the five examples", () => assert.equal(blocks.length, 5));
 
   const expected = [
+    /^[0-9a-f-]{36} approved auto_approved$/m,
     /^[0-9a-f-]{36} approved auto_approved$/m,
     /^per_transaction_limit_exceeded 10000 null 250000 [0-9a-f-]{36}$/m,
     /^paid: ch_readme$/m,
   ];
   blocks.forEach((block, index) => {
     it(`block ${index + 1} runs`, async () => {
-      const file = join(dir, `block${index + 1}.mjs`);
-      writeFileSync(file, block.replaceAll('from "@agentpay/sdk"', `from "${SDK_URL}"`));
+      // A block that uses require() is CommonJS: it runs as a .cjs file against the CommonJS build.
+      const commonjs = block.includes('require("agentpay-spend")');
+      const file = join(dir, `block${index + 1}.${commonjs ? "cjs" : "mjs"}`);
+      writeFileSync(
+        file,
+        block
+          .replaceAll('from "agentpay-spend"', `from "${SDK_URL}"`)
+          .replaceAll('require("agentpay-spend")', `require(${JSON.stringify(SDK_CJS)})`),
+      );
       const env = { AGENTPAY_API_KEY: API_KEY, AGENTPAY_BASE_URL: server.baseUrl };
       if (!block.includes("createServer")) {
         const { code, stdout, stderr } = await run(file, env).done;

@@ -5,7 +5,7 @@ import { dirname, join } from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 
-import { deriveIdempotencyKey, signRequest, verifyWebhook, WebhookSignatureError } from "../dist/index.js";
+import { deriveIdempotencyKey, signRequest, verifyWebhook, WebhookSignatureError } from "../dist/esm/index.js";
 
 const TESTDATA = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "testdata");
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 
-import { AgentPayError, WebhookSignatureError, signWebhook, verifyWebhook } from "../dist/index.js";
+import { AgentPayError, WebhookSignatureError, signWebhook, verifyWebhook } from "../dist/esm/index.js";
 import { API_KEY, transaction } from "./fake-server.js";
 
 const NOW = 1_764_000_000;

@@ -93,11 +93,16 @@ class IdempotencyError(ConflictError):
 
 
 class RateLimitError(AgentPayError):
-    """429: too many requests; the circuit breaker has now blocked the agent. `retry_after` is in seconds."""
+    """429: the circuit breaker blocked the agent (`agent_blocked`), or wait `retry_after` seconds."""
 
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
+
+    @property
+    def agent_blocked(self) -> bool:
+        """True when the circuit breaker tripped: only an admin unblocking the agent helps."""
+        return self.retry_after is None
 
 
 class APIError(AgentPayError):

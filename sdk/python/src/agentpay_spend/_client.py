@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import operator
 import os
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, SupportsIndex
 from urllib.parse import quote
 
 import httpx
@@ -18,6 +19,7 @@ from ._errors import (
     ApprovalTimeoutError,
     AuthenticationError,
     BudgetExceededError,
+    InvalidRequestError,
     PaymentDeclinedError,
 )
 from ._signing import derive_idempotency_key, normalize_numbers
@@ -26,6 +28,17 @@ from ._version import __version__
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 PAYMENT_REQUEST_PATH = "/v1/payment-request"
+# The same sentence as the server's 422 for a non-integer amount (tests/sdk checks they stay equal).
+AMOUNT_IN_CENTS = "amount is an integer number of cents: 500 means $5.00"
+
+
+def _cents(amount: object) -> int:
+    """The amount as an int; a float is refused even when whole (5.0 from someone thinking in dollars)."""
+    if isinstance(amount, SupportsIndex) and not isinstance(amount, bool):
+        return operator.index(amount)
+    raise InvalidRequestError(
+        AMOUNT_IN_CENTS, code="validation_error", errors=[{"field": "amount", "message": AMOUNT_IN_CENTS}]
+    )
 
 
 class _ClientConfig:
@@ -44,7 +57,7 @@ class _ClientConfig:
         self.base_url = (base_url or os.environ.get("AGENTPAY_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
         self.max_retries = max_retries
         self.timeout = timeout
-        self.headers = {"Accept": "application/json", "User-Agent": f"agentpay-python/{__version__}"}
+        self.headers = {"Accept": "application/json", "User-Agent": f"agentpay-spend-python/{__version__}"}
 
     def payment_request(
         self,
@@ -57,13 +70,14 @@ class _ClientConfig:
         callback_url: str | None,
         currency: str,
     ) -> httpx.Request:
+        amount = _cents(amount)
         context = context if context is not None else {}
         key = idempotency_key or derive_idempotency_key(
             amount=amount, merchant=merchant, purpose=purpose, currency=currency, context=context
         )
         # Sent normalised, like the key is derived: the same purchase is always the same bytes.
         body: dict[str, Any] = {
-            "amount": normalize_numbers(amount),
+            "amount": amount,
             "currency": currency,
             "merchant": merchant,
             "purpose": purpose,

@@ -100,7 +100,7 @@ class SyncTransport:
                 response = self._http.send(sign(request, self._api_key))
             except httpx.TransportError as exc:
                 if not _should_retry(attempt=attempt, max_retries=self._max_retries, response=None):
-                    raise _connection_error(exc, attempt) from exc
+                    raise _connection_error(exc, attempt, request.url) from exc
             else:
                 if not _should_retry(attempt=attempt, max_retries=self._max_retries, response=response):
                     return decode(response)
@@ -127,7 +127,7 @@ class AsyncTransport:
                 response = await self._http.send(sign(request, self._api_key))
             except httpx.TransportError as exc:
                 if not _should_retry(attempt=attempt, max_retries=self._max_retries, response=None):
-                    raise _connection_error(exc, attempt) from exc
+                    raise _connection_error(exc, attempt, request.url) from exc
             else:
                 if not _should_retry(attempt=attempt, max_retries=self._max_retries, response=response):
                     return decode(response)
@@ -138,6 +138,9 @@ class AsyncTransport:
         await self._http.aclose()
 
 
-def _connection_error(exc: httpx.TransportError, attempt: int) -> APIConnectionError:
-    tries = "try" if attempt == 0 else f"{attempt + 1} tries"
-    return APIConnectionError(f"Could not reach AgentPay after {tries}: {type(exc).__name__}: {exc}")
+def _connection_error(exc: httpx.TransportError, attempt: int, url: httpx.URL) -> APIConnectionError:
+    """Says where it tried (without any user:password of the URL), how often, and what went wrong last."""
+    attempts = "1 attempt" if attempt == 0 else f"{attempt + 1} attempts"
+    where = url.copy_with(userinfo=b"")
+    cause = f"{type(exc).__name__}: {exc}"
+    return APIConnectionError(f"Could not reach AgentPay at {where} after {attempts}: {cause}")
