@@ -12,7 +12,7 @@ import agentpay_spend
 import anyio
 from mcp.server.fastmcp import FastMCP
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 # A wait longer than this is split into several calls: MCP clients give up on a silent tool call eventually.
 MAX_WAIT_SECONDS = 600
@@ -94,13 +94,24 @@ def _error(exc: agentpay_spend.AgentPayError, **details: Any) -> CallToolResult:
     )
 
 
+def _whole_cents(value: Any) -> Any:
+    """Refuse 5.0 before pydantic makes it 5: a model thinking in dollars would pay 1/100 of what it meant."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("amount is an integer number of cents: 500 means $5.00")
+    return value
+
+
 def build_server(client: agentpay_spend.AsyncAgentPay, *, poll_interval: float = POLL_INTERVAL_SECONDS) -> FastMCP:
     """The MCP server with the three payment tools, all calling AgentPay through `client`."""
     server: FastMCP = FastMCP("agentpay", instructions=INSTRUCTIONS, log_level="WARNING")
 
     @server.tool(description=REQUEST_PAYMENT, annotations=ToolAnnotations(destructiveHint=True, idempotentHint=True))
     async def request_payment(
-        amount: Annotated[int, Field(ge=1, le=100_000_000, description="Integer cents: 1250 means $12.50.")],
+        amount: Annotated[
+            int,
+            BeforeValidator(_whole_cents),
+            Field(ge=1, le=100_000_000, description="Integer cents: 1250 means $12.50."),
+        ],
         purpose: Annotated[str, Field(min_length=1, max_length=2000, description="What is bought and why.")],
         merchant: Annotated[str, Field(min_length=1, max_length=255, description="Who is paid, e.g. api.example.com.")],
         context: Annotated[

@@ -141,6 +141,19 @@ def test_errors_are_structured_with_the_api_code_and_the_key_to_retry_with(
     assert missing.isError and data(missing)["error"]["code"] == "not_found"
 
 
+def test_an_amount_in_dollars_is_refused_not_paid_as_cents(sdk_server: ServerProcess, agent: Agent) -> None:
+    """A model thinking in dollars sends 5.0: paid as 5 cents it would be 1/100 of what it meant."""
+
+    async def body(session: ClientSession) -> Any:
+        return await session.call_tool(
+            "request_payment", {"amount": 5.0, "purpose": "Dollars", "merchant": "mcp.example"}
+        )
+
+    refused = with_session(agent.api_key, sdk_server.base_url, body)
+    assert refused.isError
+    assert "integer number of cents: 500 means $5.00" in str(refused.content), refused.content
+
+
 def test_an_approval_by_email_completes_the_wait(sdk_server: ServerProcess, agent: Agent) -> None:
     async def body(session: ClientSession) -> Any:
         pending = await session.call_tool(
