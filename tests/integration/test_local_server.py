@@ -70,7 +70,7 @@ def _start_dev(home: Path, port: int) -> tuple[subprocess.Popen[str], dict[str, 
 
 
 def test_dev_server_serves_prints_keys_reuses_data_and_leaves_nothing_behind(tmp_path: Path) -> None:
-    home = tmp_path / "home"
+    home = tmp_path / ".agentpay"  # where `make run` keeps it: the README's commands read .agentpay/dev.json
     port = _free_port()
     process, dev = _start_dev(home, port)
     try:
@@ -95,6 +95,8 @@ def test_dev_server_serves_prints_keys_reuses_data_and_leaves_nothing_behind(tmp
         assert response.status_code == 201, response.text
         ports = [int(dev["redis_url"].rsplit(":", 1)[1].split("/")[0]), int(dev["stripe_api_base"].rsplit(":", 1)[1])]
         _ctrl_c_while_the_demo_waits_for_a_click(home, port)
+        _the_readme_commands_work_with_the_keys_make_run_prints(tmp_path, port)
+        _the_printed_first_request_is_approved(dev)
     finally:
         process.send_signal(signal.SIGINT)  # Ctrl-C
         output, _ = process.communicate(timeout=30)
@@ -120,6 +122,40 @@ def test_dev_server_serves_prints_keys_reuses_data_and_leaves_nothing_behind(tmp
     assert process.returncode == 0
     time.sleep(0.5)
     assert _servers_of(home, ports) == []
+
+
+def _the_readme_commands_work_with_the_keys_make_run_prints(workdir: Path, port: int) -> None:
+    """README.md's "First steps with the API" block, run literally (on this test's port) where `make run` runs."""
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## First steps with the API", 1)[1]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0].replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", block], cwd=workdir, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    listed, created = _json_documents(result.stdout)  # two curls print two JSON bodies back to back
+    assert [a["name"] for a in listed["data"]] == ["demo-agent"], listed
+    assert created["api_key"].startswith("apk_test_") and created["agent"]["name"] == "buyer", created
+
+
+def _the_printed_first_request_is_approved(dev: dict[str, Any]) -> None:
+    """The signed request `make run` prints to copy into a shell (openssl and curl), as printed."""
+    from shared.devserver import signed_request_snippet
+
+    snippet = signed_request_snippet(dev["base_url"], dev["agent_key"]).replace("first-payment-1", "printed-1")
+    result = subprocess.run(["bash", "-c", snippet], capture_output=True, text=True, timeout=30)
+    assert result.stdout.startswith("HTTP/1.1 201"), (result.stdout, result.stderr)
+    assert '"status":"approved"' in result.stdout
+
+
+def _json_documents(text: str) -> list[Any]:
+    decoder, found, at = json.JSONDecoder(), [], 0
+    while at < len(text.strip()):
+        value, at = decoder.raw_decode(text, at)
+        found.append(value)
+        while at < len(text) and text[at].isspace():
+            at += 1
+    return found
 
 
 def _ctrl_c_while_the_demo_waits_for_a_click(home: Path, port: int) -> None:
