@@ -651,6 +651,20 @@ def test_decision_webhooks_are_signed_with_the_agents_key(client: Any, agent: Ag
         assert hmac.compare_digest(parts["v1"], expected)
 
 
+def test_an_auto_approved_payment_sends_completed_without_approved(client: Any, agent: Agent) -> None:
+    """The READMEs say so: the 201 already said `approved`, so the first event is the charge's outcome."""
+    _Receiver.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        tx = pay(client, agent, 500, callback_url=f"http://127.0.0.1:{server.server_address[1]}/hooks").json()
+        assert tx["status"] == "approved"
+        deliver_pending(client, tx["id"])
+    finally:
+        server.shutdown()
+    assert [json.loads(body)["type"] for _, body in _Receiver.received] == ["transaction.completed"]
+
+
 def test_circuit_breaker_block_emails_the_admin(client: Any) -> None:
     from shared import db
     from shared.config import get_settings
