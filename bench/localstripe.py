@@ -55,8 +55,12 @@ class Server:
     transactions: dict[str, str] = field(default_factory=dict)  # metadata transaction_id -> intent id
 
     def cpu(self) -> float:
-        times = psutil.Process(self.pid).cpu_times()
-        return float(times.user + times.system)
+        """CPU seconds the server has used: from /proc's scheduler figures (nanoseconds) where there are some."""
+        try:
+            return int(Path(f"/proc/{self.pid}/schedstat").read_text().split()[0]) / 1e9
+        except (OSError, ValueError, IndexError):
+            times = psutil.Process(self.pid).cpu_times()
+            return float(times.user + times.system)
 
 
 def _ok(response: httpx.Response) -> dict[str, Any]:
@@ -148,96 +152,113 @@ def grow(server: Server, target: int, say: Callable[[str], None]) -> None:
 
 
 # The calls measured --------------------------------------------------------------------------------------------
-def operations(server: Server) -> dict[str, tuple[Callable[[int], Any], bool]]:
-    """name -> (call i, whether it changes the store)."""
+PAGE = 10  # list pages compared at a size both servers fill; the harness's full walk is read per intent listed
+
+
+@dataclass(frozen=True)
+class Call:
+    """One kind of call: `run(i)` makes it and returns how many units it covered (intents for the walk, else 1)."""
+
+    run: Callable[[int], int]
+    mutates: bool = False
+    reps: int | None = None  # None: --reps
+
+
+def calls(server: Server) -> dict[str, Call]:
     http = server.http
     customer, method = server.customers[0]
     middle = server.intents[len(server.intents) // 2]
     unconfirmed: list[str] = []
-    fresh: list[str] = []
-    created_gte = int(time.time()) - 300
+    recent = {"customer": customer, "created[gte]": int(time.time()) - 300, "limit": PAGE}
 
-    def create(i: int) -> Any:
+    def get(path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        return _ok(http.get(path, params=params))
+
+    def create(i: int) -> int:
         intent = create_intent(http, customer, method, f"tx-{server.name}-measured-{len(server.intents)}-{i}")
         server.intents.append(intent["id"])
-        fresh.append(intent["id"])
         unconfirmed.append(intent["id"])
-        return intent
+        return 1
 
-    def confirm(i: int) -> Any:
-        return confirm_intent(http, unconfirmed.pop(0))
+    def confirm(i: int) -> int:
+        confirm_intent(http, unconfirmed.pop(0))
+        return 1
 
-    def cancel(i: int) -> Any:  # the charge worker cancels a duplicate it created (charges._record_intent)
-        return _ok(http.post(f"/v1/payment_intents/{unconfirmed.pop(0)}/cancel"))
+    def cancel(i: int) -> int:  # the charge worker cancels a duplicate it created (charges._record_intent)
+        _ok(http.post(f"/v1/payment_intents/{unconfirmed.pop(0)}/cancel"))
+        return 1
 
-    def page_after(params: dict[str, Any]) -> Any:
-        first = _ok(http.get("/v1/payment_intents", params=params))["data"]
-        return _ok(http.get("/v1/payment_intents", params={**params, "starting_after": first[len(first) // 2]["id"]}))
+    def one(action: Callable[[], object]) -> Callable[[int], int]:
+        def run(i: int) -> int:
+            action()
+            return 1
 
-    def _refill_unconfirmed(i: int) -> Any:
-        return create(i)
+        return run
+
+    def recent_page_2(i: int) -> int:
+        first = get("/v1/payment_intents", recent)["data"]
+        get("/v1/payment_intents", {**recent, "starting_after": first[-1]["id"]})
+        return 2
+
+    def walk(i: int) -> int:  # the chaos harness's _stripe_intents: every intent, 100 a page
+        seen, after = 0, None
+        while True:
+            page = get("/v1/payment_intents", {"limit": 100, **({"starting_after": after} if after else {})})
+            seen += len(page["data"])
+            if not page["has_more"]:
+                return seen
+            after = page["data"][-1]["id"]
 
     return {
-        "payment_intents.create": (create, True),
-        "payment_intents.confirm": (confirm, True),
-        "payment_intents.create (for cancel)": (_refill_unconfirmed, True),
-        "payment_intents.cancel": (cancel, True),
-        "payment_intents.retrieve": (
-            lambda i: _ok(http.get(f"/v1/payment_intents/{server.intents[i * 7 % len(server.intents)]}")),
-            False,
+        "payment_intents.create": Call(create, mutates=True),
+        "payment_intents.confirm": Call(confirm, mutates=True),
+        "payment_intents.create (to cancel)": Call(create, mutates=True),
+        "payment_intents.cancel": Call(cancel, mutates=True),
+        "payment_intents.retrieve": Call(
+            lambda i: one(lambda: get(f"/v1/payment_intents/{server.intents[i * 7 % len(server.intents)]}"))(i)
         ),
-        # charges._unrecorded_intent: the customer's intents of the last minutes, newest first, then the next page
-        "list customer+created, page 1": (
-            lambda i: _ok(
-                http.get(
-                    "/v1/payment_intents",
-                    params={"customer": customer, "created[gte]": created_gte, "limit": 100},
+        # charges._unrecorded_intent: the customer's intents of the last minutes, newest first, page after page
+        f"list customer+created, {PAGE}": Call(one(lambda: get("/v1/payment_intents", recent))),
+        f"list customer+created, {PAGE}, next": Call(recent_page_2),
+        f"list all, {PAGE}, after the middle": Call(
+            one(lambda: get("/v1/payment_intents", {"limit": PAGE, "starting_after": middle}))
+        ),
+        "list all by 100s, per intent": Call(walk, reps=1),
+        "customers.retrieve": Call(one(lambda: get(f"/v1/customers/{customer}"))),
+        "customers.update": Call(
+            one(
+                lambda: _ok(
+                    http.post(f"/v1/customers/{customer}", data={"invoice_settings[default_payment_method]": method})
                 )
             ),
-            False,
+            mutates=True,
         ),
-        "list customer+created, page 2": (
-            lambda i: page_after({"customer": customer, "created[gte]": created_gte, "limit": 100}),
-            False,
-        ),
-        # the chaos harness's _stripe_intents: every intent, 100 a page, starting_after the last one seen
-        "list all, first page": (lambda i: _ok(http.get("/v1/payment_intents", params={"limit": 100})), False),
-        "list all, page in the middle": (
-            lambda i: _ok(http.get("/v1/payment_intents", params={"limit": 100, "starting_after": middle})),
-            False,
-        ),
-        "customers.retrieve": (lambda i: _ok(http.get(f"/v1/customers/{customer}")), False),
-        "customers.update": (
-            lambda i: _ok(
-                http.post(f"/v1/customers/{customer}", data={"invoice_settings[default_payment_method]": method})
-            ),
-            True,
-        ),
-        "payment_methods.retrieve": (lambda i: _ok(http.get(f"/v1/payment_methods/{method}")), False),
-        "payment_methods.attach": (
-            lambda i: _ok(http.post("/v1/payment_methods/pm_card_visa/attach", data={"customer": customer})),
-            True,
+        "payment_methods.retrieve": Call(one(lambda: get(f"/v1/payment_methods/{method}"))),
+        "payment_methods.attach": Call(
+            one(lambda: _ok(http.post("/v1/payment_methods/pm_card_visa/attach", data={"customer": customer}))),
+            mutates=True,
         ),
     }
 
 
 @dataclass
 class Figures:
-    wall_s: list[float] = field(default_factory=list)
-    cpu_s: list[float] = field(default_factory=list)  # localstripe CPU per call, one figure per turn
+    wall_s: list[float] = field(default_factory=list)  # per unit
+    cpu_s: list[float] = field(default_factory=list)  # localstripe CPU per unit, one figure per turn
 
 
 def measure_turn(server: Server, reps: int, figures: dict[str, Figures]) -> None:
-    for name, (call, mutates) in operations(server).items():
+    for name, call in calls(server).items():
         entry = figures.setdefault(name, Figures())
-        cpu0 = server.cpu()
-        for i in range(reps):
+        cpu0, units = server.cpu(), 0
+        for i in range(call.reps or reps):
             t0 = time.perf_counter()
-            call(i)
-            entry.wall_s.append(time.perf_counter() - t0)
-        if mutates:  # the store write these changes caused is part of their cost
+            done = call.run(i)
+            entry.wall_s.append((time.perf_counter() - t0) / done)
+            units += done
+        if call.mutates:  # the store write these changes caused is part of their cost
             time.sleep(STRIPE_STATE_WRITE_DELAY + 0.3)
-        entry.cpu_s.append((server.cpu() - cpu0) / reps)
+        entry.cpu_s.append((server.cpu() - cpu0) / units)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -283,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
     print()
-    print(f"localstripe at {args.small} vs {args.large} PaymentIntents (p50 of the answer time; CPU per call)")
+    print(f"localstripe at {args.small} vs {args.large} PaymentIntents (p50 of the answer time; its CPU per call)")
     print(f"{'call':<38}{'p50 ms':>9}{'':>9}{'ratio':>7}{'cpu ms':>10}{'':>9}{'ratio':>7}")
     print(f"{'':<38}{args.small:>9}{args.large:>9}{'':>7}{args.small:>10}{args.large:>9}")
     for row in rows:
