@@ -177,7 +177,7 @@ class StoreFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db = sqlite3.connect(path, isolation_level=None)
         # WAL survives a killed process (only an OS crash can lose the last commits, which NORMAL allows).
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -194,20 +194,21 @@ class StoreFile:
             vars(shells[key]).update(_StateUnpickler(io.BytesIO(state), shells).load())
         return [(key, seq, shells[key]) for key, seq, _, _, in_store in rows if in_store]
 
-    def write(self, store: dict[str, Any], index: StoreIndex, changed: set[str], removed: dict[str, Any]) -> None:
-        """Write the changed objects and mark the removed ones, in one transaction."""
+    def write(
+        self, store: dict[str, Any], index: StoreIndex, changed: set[str], removed: dict[str, Any], *, erase: bool
+    ) -> None:
+        """Write the changed objects and mark the removed ones (after erasing every row), in one transaction."""
         rows = [_row(key, dict.__getitem__(store, key), index, store, 1) for key in changed if key in store]
         gone = [_row(key, obj, index, store, 0) for key, obj in removed.items() if key not in store]
         self._db.execute("BEGIN")
         try:
+            if erase:
+                self._db.execute("DELETE FROM objects")
             self._db.executemany("INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?)", rows + gone)
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
-
-    def erase(self) -> None:
-        self._db.execute("DELETE FROM objects")
 
     def close(self) -> None:
         self._db.close()
@@ -271,13 +272,11 @@ def install(
     def flush() -> None:
         nonlocal erased
         pending.clear()
-        if erased:
-            file.erase()
-            erased = False
-        if changed or removed:
-            file.write(store, index, changed, removed)
+        if changed or removed or erased:
+            file.write(store, index, changed, removed, erase=erased)
             changed.clear()
             removed.clear()
+            erased = False
 
     def schedule() -> None:
         if pending:
@@ -337,7 +336,7 @@ def install(
             for key, obj in saved.items():
                 dict.__setitem__(self, key, obj)
                 index.add(key, obj)
-            file.write(self, index, set(saved), {})
+            file.write(self, index, set(saved), {}, erase=False)
             legacy_pickle.rename(legacy_pickle.with_name(legacy_pickle.name + ".imported"))
             return
         for key, seq, obj in file.read():

@@ -838,10 +838,11 @@ def run_chaos(
             duplicates.ended = time.monotonic()
         say(f"load stopped after {len(run.report.requests)} attempts; settling")
         run.enter("settling")
+        settling_began = time.monotonic()
         _within(settle_s + grace_s, run, lambda: _settle(run, settle_s))
         threads[-1].join(30)
         run.stop_servers()
-        say(f"settled in {time.monotonic() - run._phase_began:.0f} s; checking")
+        say(f"settled in {time.monotonic() - settling_began:.0f} s; checking")
         run.enter("checks")
         _within(grace_s, run, lambda: _check(run))
     except Exception as exc:
@@ -1019,7 +1020,10 @@ def main(argv: list[str] | None = None) -> int:
     out: Path | None = args.json or (REPO / ".agentpay" / "chaos.json" if args.long else None)
     kept = (out.parent if out else REPO / ".agentpay") / "chaos-logs"
     faults = [f for f in args.faults.split(",") if f]
-    report = ChaosReport(duration_s=options["duration_s"], rate_per_s=options["rate_per_s"])
+    unknown = sorted(set(faults) - set(FAULTS))
+    if unknown:
+        parser.error(f"unknown faults {', '.join(unknown)}; choose from {', '.join(FAULTS)}")
+    report: ChaosReport | None = None
     with tempfile.TemporaryDirectory(prefix="agentpay-chaos-") as tmp:
         home = Path(tmp)
         try:
@@ -1032,8 +1036,13 @@ def main(argv: list[str] | None = None) -> int:
                     say=lambda line: print(line, flush=True),
                     **options,
                 )
-        except Exception as exc:  # the embedded services did not start, or did not stop
-            report.reason = report.reason or f"the embedded services failed: {type(exc).__name__}: {exc}"
+        except Exception as exc:
+            if report is not None:  # the run is over and its verdict stands
+                print(f"stopping the embedded services failed: {type(exc).__name__}: {exc}")
+            else:
+                report = ChaosReport(duration_s=options["duration_s"], rate_per_s=options["rate_per_s"])
+                report.reason = f"the embedded services did not start: {type(exc).__name__}: {exc}"
+        assert report is not None  # run_chaos returned one, or the services did not start
         if report.verdict != "passed":
             _keep_logs(home, kept)
             print(f"the servers' logs are in {kept}")

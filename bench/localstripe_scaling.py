@@ -8,9 +8,9 @@ the machine's drifting speed hits both alike. For each call: the median answer t
 process spent per call (psutil), a mutation's batched store write included. The figure to read is the ratio
 large / small: about 1 means the call does not grow with the store. A benchmark, not a test: nothing is asserted.
 
-    .venv/bin/python bench/localstripe.py                  # 50 vs 5,000 intents, about 2 minutes
-    .venv/bin/python bench/localstripe.py --large 1000     # quicker
-    .venv/bin/python bench/localstripe.py --json out.json
+    .venv/bin/python bench/localstripe_scaling.py                  # 50 vs 5,000 intents, about 2 minutes
+    .venv/bin/python bench/localstripe_scaling.py --large 1000     # quicker
+    .venv/bin/python bench/localstripe_scaling.py --json out.json
 """
 
 from __future__ import annotations
