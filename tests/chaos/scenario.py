@@ -157,10 +157,10 @@ class ChaosServer(ServerProcess):
             self.process = subprocess.Popen(
                 [
                     sys.executable,
-                    *("-m", "uvicorn", "shared.local_app:build_server_app", "--factory"),
+                    *("-m", "uvicorn", "devtools.local_app:build_server_app", "--factory"),
                     *("--host", "127.0.0.1", "--port", str(port)),
                     *("--log-level", "warning", "--no-access-log"),
-                    *("--http", "shared.local_http:BoundedHttpToolsProtocol"),
+                    *("--http", "devtools.local_http:BoundedHttpToolsProtocol"),
                 ],
                 cwd=REPO,
                 env=env,

@@ -158,7 +158,7 @@ def write_dev_file(settings: Settings, demo: dict[str, str]) -> dict[str, Any]:
 def run_dev_server(*, port: int) -> int:
     import uvicorn
 
-    from shared.migrate import apply_migrations
+    from devtools.migrate import apply_migrations
     from shared.web import configure_logging
 
     os.environ["AGENTPAY_PORT"] = str(port)
@@ -190,10 +190,10 @@ def run_dev_server(*, port: int) -> int:
         applied = apply_migrations(settings.require("database_url"))
         _say(f"AgentPay: database ready ({len(applied)} migration(s) applied)")
         demo = ensure_demo(settings)
-        from shared.local_app import build_server_app
+        from devtools.local_app import build_server_app
 
         app = build_server_app()
-        from shared.local_http import BoundedHttpToolsProtocol
+        from devtools.local_http import BoundedHttpToolsProtocol
 
         config = uvicorn.Config(
             app,
