@@ -5,7 +5,7 @@ Layout of a home (e.g. `.agentpay/`):
     pg/              PostgreSQL data directory (pgserver's binaries); its unix socket lives here too when the
                      path is short enough, otherwise in /tmp/agentpay-pg-<hash>/
     valkey/          Valkey config, append-only file and pid file
-    stripe/          localstripe's state (a pickle, written atomically on every change)
+    stripe/          localstripe's state (SQLite, one row per object, written within 0.5 s of a change)
     logs/            one log file per service
     ports.json       the TCP ports chosen for Valkey and localstripe, reused by the next run when still free
     localstack.lock  held (flock) by the process that runs the stack; a crashed owner releases it
@@ -19,7 +19,6 @@ left running by an owner that crashed is adopted (PostgreSQL) or replaced (Valke
 from __future__ import annotations
 
 import argparse
-import asyncio
 import atexit
 import contextlib
 import fcntl
@@ -29,7 +28,6 @@ import importlib.util
 import json
 import logging
 import os
-import pickle
 import shutil
 import signal
 import socket
@@ -57,6 +55,7 @@ _DATABASE = "agentpay"
 _MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes on Linux and 104 on macOS
 _READY_TIMEOUT_S = 30.0
 STRIPE_STATE_WRITE_DELAY = 0.5  # seconds between localstripe's state writes (see serve_localstripe)
+_LEGACY_STRIPE_STATE = "localstripe.pickle"  # the whole store pickled, as homes made before the SQLite file hold it
 _STOP_TIMEOUT_S = 10.0
 _POLL_S = 0.02
 _STRIPE_PROBE_KEY = "sk_test_agentpay_localstack"
@@ -132,7 +131,7 @@ class LocalStack:
 
     @property
     def _stripe_state(self) -> Path:
-        return self.home / "stripe" / "localstripe.pickle"
+        return self.home / "stripe" / "localstripe.sqlite"
 
     def _log_file(self, name: str) -> Path:
         return self.home / "logs" / f"{name}.log"
@@ -231,6 +230,12 @@ class LocalStack:
             self._require_started("postgres", self._with_postgres)
             if self._postgres is None:
                 self._start_postgres()
+
+    @property
+    def stripe_pid(self) -> int | None:
+        """localstripe's process id while this stack runs it (for measuring it, or stopping it in a fault test)."""
+        with self._mutex:
+            return self._stripe.process.pid if self._stripe is not None else None
 
     def _enabled_services(self) -> list[str]:
         names = ("postgres", "valkey", "localstripe")
@@ -725,7 +730,7 @@ def serve_localstripe() -> None:
     """Child-process entry: localstripe on 127.0.0.1, its state kept in the file given by --state.
 
     localstripe itself listens on every interface (`::`) and pickles its store to /tmp/localstripe.pickle,
-    shared by every run on the machine; this entry binds loopback and points the store at our home instead.
+    shared by every run on the machine; this entry binds loopback and keeps the store in our home instead.
     """
     parser = argparse.ArgumentParser(prog="localstripe (agentpay)")
     parser.add_argument("--port", type=int, required=True)
@@ -736,41 +741,18 @@ def serve_localstripe() -> None:
     from aiohttp import web
     from localstripe import resources
 
-    def load(store: dict[str, object]) -> None:
-        try:
-            saved = pickle.loads(state.read_bytes())
-        except FileNotFoundError:
-            return
-        dict.update(store, saved)  # bypasses Store.__setitem__, which would dump once per object
+    from shared.localstripe_store import install
 
-    def write(store: dict[str, object]) -> None:
-        staging = state.with_name(state.name + ".tmp")
-        staging.write_bytes(pickle.dumps(dict(store), protocol=pickle.HIGHEST_PROTOCOL))
-        os.replace(staging, state)  # a kill mid-write never leaves a truncated store
-
-    # localstripe rewrites its whole store on every change: with thousands of objects that is tens of milliseconds
-    # per write, several per charge, in its one thread (a steady 15 payments/s outran it). Changes are written at
-    # most every STRIPE_STATE_WRITE_DELAY seconds instead, and at shutdown; a SIGKILL loses at most that window.
-    dirty: list[dict[str, object]] = []
-
-    def flush() -> None:
-        if dirty:
-            write(dirty.pop())
-            dirty.clear()
-
-    def dump(store: dict[str, object]) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            write(store)
-            return
-        if not dirty:
-            loop.call_later(STRIPE_STATE_WRITE_DELAY, flush)
-        dirty[:] = [store]
-
-    resources.Store.try_load_from_disk = load
-    resources.Store.dump_to_disk = dump
-    resources.store.try_load_from_disk()
+    # localstripe scans its whole store for every list and for every Charge it renders, and rewrites the whole store
+    # on every change: seconds per page and a stalled chaos run once it held thousands of intents. Its store is
+    # indexed and saved one changed object at a time instead (shared/localstripe_store.py), at most every
+    # STRIPE_STATE_WRITE_DELAY seconds and at shutdown; a SIGKILL loses at most that window.
+    flush = install(
+        resources,
+        state,
+        write_delay=STRIPE_STATE_WRITE_DELAY,
+        legacy_pickle=state.with_name(_LEGACY_STRIPE_STATE),
+    )
 
     # Real Stripe takes off_session when confirming a PaymentIntent (AgentPay charges saved cards off-session);
     # localstripe refuses any confirm parameter but payment_method, so drop it here.
@@ -783,36 +765,6 @@ def serve_localstripe() -> None:
     for index, (method, path, _handler) in enumerate(resources.extra_apis):
         if path == "/v1/payment_intents/{id}/confirm":
             resources.extra_apis[index] = (method, path, confirm)
-    # Stripe filters a PaymentIntent list by customer and creation time, newest first. localstripe refuses every
-    # filter, so the charge worker's search for an intent an earlier attempt created but never recorded
-    # (shared/charges.py, _unrecorded_intent) fell back to paging through every intent in the store: seconds per
-    # retry once there were thousands, past the Stripe timeout, so retried charges never finished.
-    unfiltered = resources.PaymentIntent._api_list_all
-
-    def list_payment_intents(
-        cls: type, url: str, limit: object = None, starting_after: object = None, customer: object = None,
-        created: object = None, **kwargs: object,
-    ) -> Any:  # fmt: skip
-        listing = unfiltered(url, limit=limit, starting_after=starting_after, **kwargs)
-        bounds = created if isinstance(created, dict) else {} if created is None else {"eq": created}
-        compare = {"eq": int.__eq__, "gt": int.__gt__, "gte": int.__ge__, "lt": int.__lt__, "lte": int.__le__}
-        try:
-            tests = [(compare[op], int(str(value))) for op, value in bounds.items()]
-        except (KeyError, ValueError) as exc:
-            raise resources.UserError(400, "Bad request") from exc
-        listing._list = sorted(
-            (
-                intent
-                for intent in listing._list
-                if (customer is None or intent.customer == customer)
-                and all(test(int(intent.created), value) for test, value in tests)
-            ),
-            key=lambda intent: intent.created,
-            reverse=True,
-        )
-        return listing
-
-    resources.PaymentIntent._api_list_all = classmethod(list_payment_intents)
     from localstripe import server  # registers its routes from extra_apis on import
 
     # Fault injection for tests: POST /_agentpay/outage?seconds=N makes every Stripe call answer 500 for N s.

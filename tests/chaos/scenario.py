@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
@@ -28,6 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
+import psycopg
+import redis
 
 from tests.conftest import REPO, ServerProcess, _free_port
 from tests.support.signing import encode, signed_headers
@@ -48,6 +52,11 @@ SERVER_ENV = {
 HELD = ("pending", "approved", "completed")
 PER_TX_LIMIT = 5000
 APPROVAL_THRESHOLD = 1000
+# How long one call of the settling and checking phases may wait for a service before the run fails; a phase as a
+# whole may wait DEPENDENCY_TIMEOUT_S * PHASE_TIMEOUT_FACTOR beyond its own length (a query that hangs, not fails).
+DEPENDENCY_TIMEOUT_S = 30.0
+PHASE_TIMEOUT_FACTOR = 4
+EXIT_CODES = {"passed": 0, "violations": 1, "failed": 2}
 
 
 # What happened ------------------------------------------------------------------------------------------------
@@ -78,6 +87,19 @@ class FaultWindow:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+class ServiceStopped(Exception):
+    """A service the run depends on stopped answering (or answered with an error) during the run."""
+
+    def __init__(self, service: str, detail: str) -> None:
+        super().__init__(f"{service}: {detail}")
+        self.service = service
+        self.detail = detail
+
+
+class PhaseHung(Exception):
+    """A phase of the run got no answer from some service for longer than it may wait, and no error either."""
+
+
 @dataclass
 class ChaosReport:
     duration_s: float
@@ -86,9 +108,28 @@ class ChaosReport:
     faults: list[FaultWindow] = field(default_factory=list)
     decisions: Counter[str] = field(default_factory=Counter)
     checks: Counter[str] = field(default_factory=Counter)
+    checked: list[str] = field(default_factory=list)  # the invariants checked to the end, in order
     final_states: Counter[str] = field(default_factory=Counter)
     violations: list[str] = field(default_factory=list)
+    reason: str | None = None  # why the run reached no verdict
+    settled: bool | None = None  # whether settling ended with no transaction left approved (not on its timeout)
     wall_s: float = 0.0
+    phases_s: dict[str, float] = field(default_factory=dict)
+    localstripe_cpu_s: dict[str, float] = field(default_factory=dict)  # by phase, from psutil on its pid
+
+    @property
+    def verdict(self) -> str:
+        """passed or violations; failed when the run could not check everything (see `reason`)."""
+        if self.reason is not None:
+            return "failed"
+        return "violations" if self.violations else "passed"
+
+    def localstripe_cpu(self) -> tuple[float, float] | None:
+        """localstripe's CPU seconds over the run, and as a percentage of one core over the run's wall time."""
+        if not self.localstripe_cpu_s or not self.wall_s:
+            return None
+        seconds = sum(self.localstripe_cpu_s.values())
+        return round(seconds, 1), round(100 * seconds / self.wall_s, 1)
 
     def by_status(self) -> Counter[str]:
         return Counter(str(r.status) if r.status is not None else "no_answer" for r in self.requests)
@@ -100,9 +141,15 @@ class ChaosReport:
         return Counter(f.name for f in self.faults)
 
     def table(self) -> str:
+        cpu = self.localstripe_cpu()
         lines = [
             f"chaos: {len(self.requests)} request attempts in {self.duration_s:.0f} s of load "
             f"(target {self.rate_per_s:g}/s), {self.wall_s:.0f} s in all",
+            "phases: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in self.phases_s.items()),
+            f"localstripe CPU: {cpu[0]:.1f} s, {cpu[1]:.0f}% of one core over the run; by phase "
+            + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self.localstripe_cpu_s.items())
+            if cpu
+            else "localstripe CPU: not measured",
             "",
             f"{'answer':<40}{'count':>8}",
         ]
@@ -121,13 +168,26 @@ class ChaosReport:
         lines += [f"{k:<40}{n:>8}" for k, n in sorted(self.checks.items())]
         lines += ["", f"violations: {len(self.violations)}"]
         lines += [f"  - {v}" for v in self.violations[:50]]
+        lines += ["", f"verdict: {self.verdict}" + (f" (no verdict: {self.reason})" if self.reason else "")]
+        if self.reason:
+            lines += ["checked before it stopped: " + (", ".join(self.checked) or "nothing")]
         return "\n".join(lines)
 
     def as_dict(self) -> dict[str, Any]:
+        cpu = self.localstripe_cpu()
         return {
+            "verdict": self.verdict,
+            "reason": self.reason,
+            "checked_so_far": self.checked,
             "duration_s": self.duration_s,
             "rate_per_s": self.rate_per_s,
             "wall_s": round(self.wall_s, 1),
+            "settle_s": self.phases_s.get("settling"),
+            "settled": self.settled,
+            "phases_s": self.phases_s,
+            "localstripe_cpu_s": cpu[0] if cpu else None,
+            "localstripe_cpu_percent": cpu[1] if cpu else None,
+            "localstripe_cpu_s_by_phase": self.localstripe_cpu_s,
             "requests": len(self.requests),
             "requests_by_status": dict(self.by_status()),
             "requests_by_error_code": dict(self.by_code()),
@@ -192,13 +252,22 @@ class _Run:
     """State shared by the load, approver and fault threads of one run."""
 
     def __init__(
-        self, stack: Any, services: Any, *, duration_s: float, rate_per_s: float, seed: int, say: Callable[[str], None]
+        self,
+        stack: Any,
+        services: Any,
+        *,
+        duration_s: float,
+        rate_per_s: float,
+        seed: int,
+        dependency_timeout_s: float,
+        say: Callable[[str], None],
     ) -> None:
         self.stack = stack
         self.services = services
         self.duration_s = duration_s
         self.rate_per_s = rate_per_s
         self.random = random.Random(seed)
+        self.dependency_timeout_s = dependency_timeout_s
         self.say = say
         self.report = ChaosReport(duration_s=duration_s, rate_per_s=rate_per_s)
         self.lock = threading.Lock()
@@ -208,6 +277,22 @@ class _Run:
         self.agents: list[_Agent] = []
         self.pending: queue.Queue[tuple[str, _Agent, int]] = queue.Queue()
         self.home = Path(os.environ.get("AGENTPAY_HOME", tempfile.gettempdir()))
+        self.logs = self.home / "chaos-logs"
+        self.stripe_pid: int | None = stack.stripe_pid
+        self.phase = ""
+        self.step = "starting"  # what the run waits for now, named in the reason when it gets no answer
+        self._phase_began = 0.0
+        self._phase_cpu: float | None = None
+
+    # -- phases --
+    def enter(self, phase: str) -> None:
+        """Close the current phase (its length and localstripe's CPU in it) and open the next ("" closes only)."""
+        now, cpu = time.monotonic(), _cpu_seconds(self.stripe_pid)
+        if self.phase:
+            self.report.phases_s[self.phase] = round(now - self._phase_began, 1)
+            if cpu is not None and self._phase_cpu is not None:
+                self.report.localstripe_cpu_s[self.phase] = round(cpu - self._phase_cpu, 2)
+        self.phase, self.step, self._phase_began, self._phase_cpu = phase, phase, now, cpu
 
     # -- servers --
     def live_bases(self) -> list[str]:
@@ -215,7 +300,7 @@ class _Run:
             return [s.base_url for s in self.servers.values()]
 
     def start_server(self, name: str, extra_env: dict[str, str]) -> ChaosServer:
-        server = ChaosServer(_free_port(), {**SERVER_ENV, **extra_env}, self.home / "chaos-logs" / f"{name}.log")
+        server = ChaosServer(_free_port(), {**SERVER_ENV, **extra_env}, self.logs / f"{name}.log")
         server.wait_ready(30)
         with self.lock:
             self.servers[name] = server
@@ -486,12 +571,16 @@ def _settle(run: _Run, timeout_s: float) -> None:
 
     agent_ids = [a.id for a in run.agents]
     deadline = time.monotonic() + timeout_s
+    run.step = "waiting in PostgreSQL for no transaction of the run to be left approved"
+    run.report.settled = False
     while time.monotonic() < deadline:
         rows = _retrying(lambda: _rows(agent_ids))
         if not any(r["status"] == "approved" for r in rows) and run.pending.empty():
+            run.report.settled = True
             break
         time.sleep(0.5)
     run.stop_approver.set()
+    run.step = "sweeping (PostgreSQL and Valkey)"
     settings = get_settings()
     for _ in range(2):
         _retrying(lambda: run_sweep(settings))
@@ -528,26 +617,39 @@ def _charge_state(transaction_id: str) -> str:
     )
 
 
-def _stripe_intents(stripe_api_base: str) -> dict[str, list[dict[str, Any]]]:
+def _stripe_intents(run: _Run) -> dict[str, list[dict[str, Any]]]:
+    """Every PaymentIntent in localstripe by its transaction id, 100 a page."""
     by_transaction: dict[str, list[dict[str, Any]]] = defaultdict(list)
     starting_after = None
-    with httpx.Client(timeout=60) as http:
-        while True:
+    timeout = run.dependency_timeout_s
+    with httpx.Client(base_url=run.services.stripe_api_base, timeout=timeout) as http:
+        for number in range(1, 10**6):
             params: dict[str, Any] = {"limit": 100}
             if starting_after:
                 params["starting_after"] = starting_after
-            page = http.get(
-                f"{stripe_api_base}/v1/payment_intents",
-                params=params,
-                headers={"Authorization": f"Bearer {STRIPE_KEY}"},
-            ).json()
+            run.step = f"reading every PaymentIntent from localstripe (page {number}, 100 a page)"
+            try:
+                response = http.get(
+                    "/v1/payment_intents", params=params, headers={"Authorization": f"Bearer {STRIPE_KEY}"}
+                )
+                response.raise_for_status()
+                page = response.json()
+            except httpx.TimeoutException as exc:
+                raise ServiceStopped(
+                    "localstripe", f"no answer within {timeout:g} s to page {number} of GET /v1/payment_intents"
+                ) from exc
+            except (httpx.HTTPError, ValueError) as exc:
+                raise ServiceStopped(
+                    "localstripe", f"page {number} of GET /v1/payment_intents failed: {type(exc).__name__}: {exc}"
+                ) from exc
             for intent in page["data"]:
                 tx_id = (intent.get("metadata") or {}).get("transaction_id")
                 if tx_id:
                     by_transaction[tx_id].append(intent)
             if not page.get("has_more") or not page["data"]:
-                return by_transaction
+                break
             starting_after = page["data"][-1]["id"]
+    return by_transaction
 
 
 def _faults_near(report: ChaosReport, transaction_id: str) -> str:
@@ -566,6 +668,7 @@ def _check(run: _Run) -> None:
     violations = report.violations
     agent_ids = [a.id for a in run.agents]
     limit_of = {a.id: a.daily_limit for a in run.agents}
+    run.step = "reading the run's transactions and audit entries from PostgreSQL"
     rows = _retrying(lambda: _rows(agent_ids))
     by_id = {r["id"]: r for r in rows}
     report.final_states.update(f"{r['status']} ({r['decision_reason']})" for r in rows)
@@ -595,6 +698,7 @@ def _check(run: _Run) -> None:
             violations.append(f"transaction {record.transaction_id} does not match the request that got it")
         if record.status == 402 and row["status"] != "declined":
             violations.append(f"402 for {record.transaction_id} but the row is {row['status']}")
+    report.checked.append("answered requests with row and audit")
 
     # I1: no agent-day holds more than its daily limit.
     held: Counter[tuple[str, Any]] = Counter()
@@ -605,17 +709,21 @@ def _check(run: _Run) -> None:
         report.checks["agent-days within the daily limit"] += 1
         if cents > limit_of[agent_id]:
             violations.append(f"agent {agent_id} holds {cents} on {day}, over its daily limit {limit_of[agent_id]}")
+    report.checked.append("agent-days within the daily limit")
 
     # Every approved transaction was charged or declined.
+    run.step = "reading the charge state of transactions left approved from PostgreSQL"
     for row in rows:
+        report.checks["transactions charged or declined"] += 1
         if row["status"] == "approved":
             violations.append(
                 f"transaction {row['id']} is still approved after settling (never charged): {_charge_state(row['id'])};"
                 f" {_faults_near(report, row['id'])}"
             )
+    report.checked.append("transactions charged or declined")
 
     # I4: one PaymentIntent per transaction; a succeeded one exactly when the row is completed.
-    intents = _stripe_intents(run.services.stripe_api_base)
+    intents = _stripe_intents(run)
     for row in rows:
         mine = intents.get(row["id"], [])
         succeeded = [i for i in mine if i.get("status") == "succeeded"]
@@ -630,16 +738,20 @@ def _check(run: _Run) -> None:
                 violations.append(f"completed transaction {row['id']} does not match one succeeded PaymentIntent")
         elif succeeded:
             violations.append(f"transaction {row['id']} is {row['status']} but Stripe charged {succeeded[0]['id']}")
+    report.checked.append("transactions checked in localstripe")
 
     # I6: nothing decided while Valkey was down (requests straddling the window's edges do not count).
     for window in (f for f in report.faults if f.name == "valkey_restart"):
+        report.checks["Valkey outages with no decision inside"] += 1
         for record in report.requests:
             if record.status in (201, 202) and record.sent >= window.started and record.answered <= window.ended:
                 violations.append(
                     f"{record.status} for key {record.idempotency_key} sent and answered while Valkey was down"
                 )
+    report.checked.append("Valkey outages with no decision inside")
 
     # I5: Redis's day counters agree with Postgres.
+    run.step = "reading the day counters from Valkey"
     engine = budget.get_engine()
     days = {row["budget_day"] for row in rows}
     for agent_id in agent_ids:
@@ -649,13 +761,16 @@ def _check(run: _Run) -> None:
             in_postgres = held.get((agent_id, day), 0)
             if in_redis != in_postgres:
                 violations.append(f"agent {agent_id} on {day}: Redis counts {in_redis}, Postgres holds {in_postgres}")
+    report.checked.append("agent-days with Redis == Postgres")
 
+    run.step = "counting dead letters in PostgreSQL"
     with db.connection() as conn:
         dead = conn.execute(
             "SELECT count(*) AS n FROM job_dead_letters WHERE transaction_id = ANY(%s)",
             ([uuid.UUID(r["id"]) for r in rows],),
         ).fetchone()
     report.checks["jobs dead-lettered then re-driven"] = int(dead["n"]) if dead else 0
+    report.checked.append("jobs dead-lettered then re-driven")
 
 
 # The driver ---------------------------------------------------------------------------------------------------
@@ -674,21 +789,38 @@ def run_chaos(
     agents: int = 4,
     workers: int = 4,
     seed: int = 7,
+    dependency_timeout_s: float = DEPENDENCY_TIMEOUT_S,
     say: Callable[[str], None] = lambda line: None,
 ) -> ChaosReport:
-    """Run the load for `duration_s`, inject `faults` (`cycles` times each) during it, settle, then check."""
+    """Run the load for `duration_s`, inject `faults` (`cycles` times each) during it, settle, then check.
+
+    A run that cannot reach a verdict (a service stopped answering, or the harness failed) returns its report with
+    `reason` set and what it checked so far, instead of raising; the traceback goes to chaos-logs/harness.log.
+    """
     unknown = set(faults) - set(FAULTS)
     if unknown:
         raise ValueError(f"unknown faults {sorted(unknown)}; choose from {FAULTS}")
     began = time.monotonic()
-    run = _Run(stack, services, duration_s=duration_s, rate_per_s=rate_per_s, seed=seed, say=say)
+    run = _Run(
+        stack,
+        services,
+        duration_s=duration_s,
+        rate_per_s=rate_per_s,
+        seed=seed,
+        dependency_timeout_s=dependency_timeout_s,
+        say=say,
+    )
     timed = [f for f in faults if f != "duplicate_deliveries"] * cycles
+    grace_s = PHASE_TIMEOUT_FACTOR * dependency_timeout_s
+    threads: list[threading.Thread] = []
     try:
+        run.enter("setup")
         run.start_server("a", {})
         if "duplicate_deliveries" in faults:
             run.start_server("b", {"AGENTPAY_DUPLICATE_DELIVERIES": "2"})
         run.create_agents(agents)
         say(f"load: {rate_per_s:g}/s for {duration_s:g} s on {len(run.servers)} servers, faults {timed}")
+        run.enter("load")
         threads = [threading.Thread(target=run.load_worker, args=(i, workers), daemon=True) for i in range(workers)]
         threads.append(threading.Thread(target=run.approver, daemon=True))
         load_started = time.monotonic()
@@ -705,19 +837,100 @@ def run_chaos(
         if duplicates is not None:
             duplicates.ended = time.monotonic()
         say(f"load stopped after {len(run.report.requests)} attempts; settling")
-        _settle(run, settle_s)
+        run.enter("settling")
+        settling_began = time.monotonic()
+        _within(settle_s + grace_s, run, lambda: _settle(run, settle_s))
         threads[-1].join(30)
         run.stop_servers()
-        _check(run)
+        say(f"settled in {time.monotonic() - settling_began:.0f} s; checking")
+        run.enter("checks")
+        _within(grace_s, run, lambda: _check(run))
+    except Exception as exc:
+        run.report.reason = _failure_reason(run, exc)
+        _keep_traceback(run, exc)
+        say(f"no verdict: {run.report.reason}")
     finally:
-        run.stop_load.set()
-        run.stop_approver.set()
-        run.stop_servers()
-        stack.start_redis()
-        stack.start_postgres()
-        _fresh_clients()
+        run.enter("")
+        _clean_up(run, threads)
     run.report.wall_s = time.monotonic() - began
     return run.report
+
+
+def _within(seconds: float, run: _Run, phase: Callable[[], None]) -> None:
+    """Run a phase in a thread of its own, so that a service that hangs (rather than fails) cannot hang the run."""
+    outcome: list[BaseException | None] = []
+
+    def target() -> None:
+        try:
+            phase()
+        except BaseException as exc:  # handed to the caller, not printed by the thread
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    thread = threading.Thread(target=target, daemon=True, name=f"chaos-{run.phase}")
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise PhaseHung(f"no answer within {seconds:g} s while {run.step}")
+    if outcome[0] is not None:
+        raise outcome[0]
+
+
+def _failure_reason(run: _Run, exc: BaseException) -> str:
+    """One line saying which service stopped answering, in which phase, doing what."""
+    if isinstance(exc, ServiceStopped):
+        return f"{exc.service} stopped answering during {run.phase}: {exc.detail}"
+    if isinstance(exc, PhaseHung):
+        return f"{run.phase} got {exc}"
+    message = str(exc).strip()
+    detail = f"{type(exc).__name__}: {message.splitlines()[0]}" if message else type(exc).__name__
+    service = None
+    if isinstance(exc, psycopg.Error):
+        service = "PostgreSQL"
+    elif isinstance(exc, redis.RedisError):
+        service = "Valkey"
+    elif isinstance(exc, httpx.HTTPError):
+        try:
+            url = str(exc.request.url)
+        except RuntimeError:  # raised without a request
+            url = ""
+        service = "localstripe" if url.startswith(run.services.stripe_api_base) else "an AgentPay server"
+    if service is not None:
+        return f"{service} stopped answering during {run.phase} ({run.step}): {detail}"
+    return f"the harness failed during {run.phase} ({run.step}): {detail}; traceback in chaos-logs/harness.log"
+
+
+def _keep_traceback(run: _Run, exc: BaseException) -> None:
+    with suppress(OSError):
+        run.logs.mkdir(parents=True, exist_ok=True)
+        with (run.logs / "harness.log").open("a") as out:
+            out.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} run failed during {run.phase} ({run.step})\n")
+            out.write("".join(traceback.format_exception(exc)))
+
+
+def _clean_up(run: _Run, threads: list[threading.Thread]) -> None:
+    """Stop the load and the servers, bring back what a fault stopped; whatever fails here fails the run."""
+    run.stop_load.set()
+    run.stop_approver.set()
+    for step in (run.stop_servers, run.stack.start_redis, run.stack.start_postgres, _fresh_clients):
+        try:
+            step()
+        except Exception as exc:
+            _keep_traceback(run, exc)
+            if run.report.reason is None:
+                run.report.reason = f"cleaning up ({step.__name__}) failed: {type(exc).__name__}: {exc}"
+
+
+def _cpu_seconds(pid: int | None) -> float | None:
+    """A process's CPU time so far (user + system), or None when it is gone or unknown."""
+    if pid is None:
+        return None
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return None
+    return float(times.user + times.system)
 
 
 def _fresh_clients() -> None:
@@ -770,13 +983,23 @@ def standalone_services(home: Path) -> Iterator[tuple[Any, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit 0: passed; 1: violations; 2: no verdict (a service stopped answering, or the harness failed)."""
     parser = argparse.ArgumentParser(prog="python -m tests.chaos.scenario", description=__doc__)
     parser.add_argument("--long", action="store_true", help="minutes of load, every fault twice, 30 s Stripe outage")
     parser.add_argument("--duration", type=float, help="seconds of load")
     parser.add_argument("--rate", type=float, help="payment requests per second")
     parser.add_argument("--faults", default=",".join(FAULTS), help="comma-separated, from " + ", ".join(FAULTS))
-    parser.add_argument("--json", type=Path, default=REPO / ".agentpay" / "chaos.json", help="where --long writes")
+    parser.add_argument(
+        "--json", type=Path, help="write the report here (--long: .agentpay/chaos.json); kept logs go beside it"
+    )
+    parser.add_argument(
+        "--dependency-timeout",
+        type=float,
+        default=DEPENDENCY_TIMEOUT_S,
+        help=f"seconds one call may wait for a service while settling or checking (default {DEPENDENCY_TIMEOUT_S:g})",
+    )
     args = parser.parse_args(argv)
+    started = time.monotonic()
     options: dict[str, Any] = {"duration_s": 25.0, "rate_per_s": 8.0}
     if args.long:
         options = {
@@ -794,20 +1017,52 @@ def main(argv: list[str] | None = None) -> int:
         options["duration_s"] = args.duration
     if args.rate:
         options["rate_per_s"] = args.rate
+    out: Path | None = args.json or (REPO / ".agentpay" / "chaos.json" if args.long else None)
+    kept = (out.parent if out else REPO / ".agentpay") / "chaos-logs"
     faults = [f for f in args.faults.split(",") if f]
-    with tempfile.TemporaryDirectory(prefix="agentpay-chaos-") as tmp, standalone_services(Path(tmp)) as (stack, found):
-        report = run_chaos(stack, found, faults=faults, say=lambda line: print(line, flush=True), **options)
-        logs = Path(os.environ["AGENTPAY_HOME"]) / "chaos-logs"
-        if report.violations and logs.is_dir():
-            kept = REPO / ".agentpay" / "chaos-logs"
-            shutil.copytree(logs, kept, dirs_exist_ok=True)
+    unknown = sorted(set(faults) - set(FAULTS))
+    if unknown:
+        parser.error(f"unknown faults {', '.join(unknown)}; choose from {', '.join(FAULTS)}")
+    report: ChaosReport | None = None
+    with tempfile.TemporaryDirectory(prefix="agentpay-chaos-") as tmp:
+        home = Path(tmp)
+        try:
+            with standalone_services(home) as (stack, found):
+                report = run_chaos(
+                    stack,
+                    found,
+                    faults=faults,
+                    dependency_timeout_s=args.dependency_timeout,
+                    say=lambda line: print(line, flush=True),
+                    **options,
+                )
+        except Exception as exc:
+            if report is not None:  # the run is over and its verdict stands
+                print(f"stopping the embedded services failed: {type(exc).__name__}: {exc}")
+            else:
+                report = ChaosReport(duration_s=options["duration_s"], rate_per_s=options["rate_per_s"])
+                report.reason = f"the embedded services did not start: {type(exc).__name__}: {exc}"
+        assert report is not None  # run_chaos returned one, or the services did not start
+        if report.verdict != "passed":
+            _keep_logs(home, kept)
             print(f"the servers' logs are in {kept}")
+    total_s = time.monotonic() - started
     print(report.table())
-    if args.long:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({**report.as_dict(), "faults_requested": faults}, indent=2, default=str))
-        print(f"wrote {args.json}")
-    return 1 if report.violations else 0
+    print(f"{total_s:.0f} s in all, starting and stopping the embedded services included")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        summary = {**report.as_dict(), "total_s": round(total_s, 1), "faults_requested": faults}
+        out.write_text(json.dumps(summary, indent=2, default=str))
+        print(f"wrote {out}")
+    return EXIT_CODES[report.verdict]
+
+
+def _keep_logs(home: Path, kept: Path) -> None:
+    """The AgentPay servers' logs (chaos-logs) and the embedded services' (stack/logs), replacing an earlier run's."""
+    shutil.rmtree(kept, ignore_errors=True)
+    for source, name in ((home / "settings" / "chaos-logs", ""), (home / "stack" / "logs", "services")):
+        if source.is_dir():
+            shutil.copytree(source, kept / name, dirs_exist_ok=True)
 
 
 if __name__ == "__main__":

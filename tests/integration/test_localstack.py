@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -123,29 +124,190 @@ def test_data_survives_stop_and_start(home: Path) -> None:
         assert [c["email"] for c in list_customers(again)] == ["admin@example.com"]
 
 
-def test_stripe_changes_reach_the_state_file_while_running(stack: LocalStack, home: Path) -> None:
-    """localstripe's writes are batched, not dropped: a burst of changes is on disk shortly after, with no stop."""
-    import pickle
+def test_stripe_changes_survive_a_kill_once_the_write_delay_has_passed(home: Path) -> None:
+    """localstripe's writes are batched, not dropped: killed outright (no chance to flush) once the write delay has
+    passed, it comes back with every object, each in its last state."""
     import time
 
     from shared.localstack import STRIPE_STATE_WRITE_DELAY
 
-    services = stack.start()
-    emails = [f"burst-{i}@example.com" for i in range(40)]
-    with httpx.Client(base_url=services.stripe_api_base, auth=(STRIPE_KEY, "")) as client:
-        for email in emails:
-            client.post("/v1/customers", data={"email": email}).raise_for_status()
-    state = home / "stripe" / "localstripe.pickle"
-    deadline = time.monotonic() + STRIPE_STATE_WRITE_DELAY + 10
-    saved: set[object] = set()
-    while time.monotonic() < deadline:
-        if state.exists():
-            store = pickle.loads(state.read_bytes())
-            saved = {getattr(obj, "email", None) for key, obj in store.items() if key.startswith("customer:")}
-            if saved >= set(emails):
-                break
-        time.sleep(0.1)
-    assert saved >= set(emails)
+    with stripe_only(home) as (stack, client):
+        for i in range(40):
+            client.post("/v1/customers", data={"email": f"burst-{i}@example.com"}).raise_for_status()
+        _, intent = charge(client, metadata={"transaction_id": "tx-before-kill"})
+        client.post(f"/v1/payment_intents/{intent}", data={"metadata[note]": "edited"}).raise_for_status()
+        before = every_object(client)
+        time.sleep(STRIPE_STATE_WRITE_DELAY + 2.0)
+        pid = stack.stripe_pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+
+    with stripe_only(home) as (_, client):
+        after = every_object(client)
+    assert len(after["customers"]) == 41
+    assert after == before
+    (kept,) = after["payment_intents"]
+    assert (kept["status"], kept["metadata"]["note"]) == ("succeeded", "edited")
+
+
+def test_a_home_with_the_stripe_store_pickled_whole_keeps_its_objects(home: Path) -> None:
+    """Homes made before the SQLite state hold localstripe's store as one pickle: the first start imports it."""
+    import pickle
+
+    from shared.localstripe_store import StoreFile
+
+    with stripe_only(home) as (_, client):
+        charge(client, metadata={"transaction_id": "tx-legacy"})
+        before = every_object(client)
+    state = home / "stripe" / "localstripe.sqlite"
+    saved = StoreFile(state)
+    legacy = {key: obj for key, _, obj in saved.read()}
+    saved.close()
+    for path in state.parent.glob("localstripe.sqlite*"):
+        path.unlink()
+    (home / "stripe" / "localstripe.pickle").write_bytes(pickle.dumps(legacy))
+
+    for _ in range(2):  # imported, then read back from the new state
+        with stripe_only(home) as (_, client):
+            assert every_object(client) == before
+    assert not (home / "stripe" / "localstripe.pickle").exists()
+
+
+def charge(client: httpx.Client, *, metadata: dict[str, str], card: str = "pm_card_visa") -> tuple[str, str]:
+    """A customer with a saved card, charged once as the charge worker does: (customer id, PaymentIntent id)."""
+    customer = client.post("/v1/customers", data={"email": "charged@example.com"}).json()["id"]
+    method = client.post(f"/v1/payment_methods/{card}/attach", data={"customer": customer}).json()["id"]
+    intent = create_intent(client, customer, method, metadata)
+    client.post(f"/v1/payment_intents/{intent}/confirm").raise_for_status()
+    return customer, intent
+
+
+def create_intent(client: httpx.Client, customer: str | None, method: str | None, metadata: dict[str, str]) -> str:
+    data = {"amount": 500, "currency": "usd", **{f"metadata[{k}]": v for k, v in metadata.items()}}
+    data |= {"customer": customer} if customer else {}
+    data |= {"payment_method": method} if method else {}
+    response = client.post("/v1/payment_intents", data=data)
+    response.raise_for_status()
+    intent_id: str = response.json()["id"]
+    return intent_id
+
+
+@contextmanager
+def stripe_only(home: Path) -> Iterator[tuple[LocalStack, httpx.Client]]:
+    """A stack of localstripe alone on this home, and a client of it."""
+    with (
+        LocalStack(home, with_postgres=False, with_redis=False) as stack,
+        httpx.Client(base_url=stack.start().stripe_api_base, auth=(STRIPE_KEY, "")) as client,
+    ):
+        yield stack, client
+
+
+def every_object(client: httpx.Client) -> dict[str, list[dict[str, Any]]]:
+    """What localstripe holds of what AgentPay makes (its payment methods show inside the intents and charges)."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for kind in ("customers", "payment_intents", "charges"):
+        response = client.get(f"/v1/{kind}", params={"limit": 100})
+        response.raise_for_status()
+        found[kind] = response.json()["data"]
+    return found
+
+
+def test_stripe_payment_intent_lists_answer_what_a_scan_of_every_intent_answers(home: Path) -> None:
+    """Lists read an index (shared/localstripe_store.py), not a scan of the store. They must answer what the scan
+    answered: the intents of a customer and within `created` bounds, newest first (equal `created` in the order they
+    were made), page after page with starting_after; after intents changed (confirmed, cancelled, metadata edited),
+    and after a restart that reloads the store."""
+    import time
+
+    with stripe_only(home) as (_, client):
+        customers, methods = [], []
+        for i in range(3):
+            customers.append(client.post("/v1/customers", data={"email": f"c{i}@example.com"}).json()["id"])
+            methods.append(
+                client.post("/v1/payment_methods/pm_card_visa/attach", data={"customer": customers[-1]}).json()["id"]
+            )
+        made: list[str] = []  # in the order they were made
+        for second in range(3):  # intents over three seconds of `created`, several in each
+            for n, who in enumerate((0, 1, 0, 2, 1, None)):
+                customer = customers[who] if who is not None else None
+                method = methods[who] if who is not None else None
+                made.append(create_intent(client, customer, method, {"transaction_id": f"tx-{second}-{n}"}))
+            time.sleep(1.05 - time.time() % 1)
+        for intent in made[::3]:
+            client.post(f"/v1/payment_intents/{intent}/confirm").raise_for_status()
+        client.post(f"/v1/payment_intents/{made[1]}/cancel").raise_for_status()
+        client.post(f"/v1/payment_intents/{made[4]}", data={"metadata[transaction_id]": "tx-edited"}).raise_for_status()
+        created = sorted({intent_of(client, i)["created"] for i in made})
+        assert len(created) >= 3
+
+        queries: list[dict[str, Any]] = [
+            {},
+            *({"customer": c} for c in customers),
+            {"customer": "cus_nobody"},
+            {"created[gte]": created[1]},
+            {"created[gt]": created[1]},
+            {"created[lt]": created[1]},
+            {"created[lte]": created[1]},
+            {"created": created[1]},
+            {"customer": customers[0], "created[gte]": created[1]},
+            {"customer": customers[1], "created[gt]": created[0], "created[lt]": created[-1]},
+            {"customer": customers[0], "created[gt]": created[-1]},
+        ]
+        expected = [scan(client, made, query) for query in queries]
+        assert any(len(e) > 4 for e in expected) and [] in expected
+        for query, answer in zip(queries, expected, strict=True):
+            for limit in (1, 2, 100):
+                assert walk(client, query, limit) == answer, (query, limit)
+
+    with stripe_only(home) as (_, client):
+        assert [scan(client, made, query) for query in queries] == expected
+        for query, answer in zip(queries, expected, strict=True):
+            assert walk(client, query, 2) == answer, query
+        # and it keeps up with intents made after the restart
+        made.append(create_intent(client, customers[0], methods[0], {"transaction_id": "tx-after-restart"}))
+        client.post(f"/v1/payment_intents/{made[-1]}/confirm").raise_for_status()
+        for query in queries:
+            assert walk(client, query, 2) == scan(client, made, query), query
+
+
+def intent_of(client: httpx.Client, intent_id: str) -> dict[str, Any]:
+    response = client.get(f"/v1/payment_intents/{intent_id}")
+    response.raise_for_status()
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def scan(client: httpx.Client, made: list[str], query: dict[str, Any]) -> list[dict[str, Any]]:
+    """What the list should answer, from every intent read one by one: filtered, then newest first (a stable sort,
+    so equal `created` keep the order in which the intents were made)."""
+    bounds = {
+        "gt": int.__gt__, "gte": int.__ge__, "lt": int.__lt__, "lte": int.__le__,
+    }  # fmt: skip
+    tests = [(bounds[k[8:-1]], v) for k, v in query.items() if k.startswith("created[")]
+    tests += [(int.__eq__, query["created"])] if "created" in query else []
+    every = [intent_of(client, i) for i in made]
+    kept = [
+        i
+        for i in every
+        if query.get("customer", i["customer"]) == i["customer"] and all(t(i["created"], v) for t, v in tests)
+    ]
+    return sorted(kept, key=lambda i: i["created"], reverse=True)
+
+
+def walk(client: httpx.Client, query: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+    """Every page of the list, as stripe-python's auto-paging does."""
+    found: list[dict[str, Any]] = []
+    after: str | None = None
+    while True:
+        response = client.get(
+            "/v1/payment_intents", params={**query, "limit": limit, **({"starting_after": after} if after else {})}
+        )
+        response.raise_for_status()
+        page = response.json()
+        found += page["data"]
+        if not page["has_more"]:
+            return found
+        after = page["data"][-1]["id"]
 
 
 def test_stripe_payment_intents_list_by_customer_and_creation_time(stack: LocalStack) -> None:
