@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers per server (default 2)")
     args = parser.parse_args(argv)
 
+    from devtools.localstack import LocalStack
     from devtools.migrate import apply_migrations
-    from shared.localstack import LocalStack
 
     tmp = Path(tempfile.mkdtemp(prefix="agentpay-compare-"))
     trees: list[Path] = []

@@ -943,8 +943,8 @@ def run(args: argparse.Namespace) -> int:
     say(f"AgentPay benchmark ({'quick' if args.quick else 'full'}), temporary home {tmp}")
     say(f"  machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; the load generator shares them")
     try:
+        from devtools.localstack import LocalStack
         from devtools.migrate import apply_migrations
-        from shared.localstack import LocalStack
 
         say("[setup] starting PostgreSQL, Valkey and localstripe")
         stack = LocalStack(tmp / "stack")

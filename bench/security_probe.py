@@ -269,8 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("refs", nargs="*", default=["HEAD"], help="commits to probe (default: HEAD)")
     args = parser.parse_args(argv)
 
+    from devtools.localstack import LocalStack
     from devtools.migrate import apply_migrations
-    from shared.localstack import LocalStack
 
     tmp = Path(tempfile.mkdtemp(prefix="agentpay-probe-"))
     stack = LocalStack(tmp / "stack")

@@ -25,7 +25,7 @@ def _say(message: str) -> None:
 
 def start_embedded_services(raw: Settings) -> Any:
     """Start what is not configured for real; export its URLs so every module's settings see them."""
-    from shared.localstack import LocalStack
+    from devtools.localstack import LocalStack
 
     stack = LocalStack(
         raw.agentpay_home,
@@ -90,7 +90,7 @@ def ensure_demo(settings: Settings) -> dict[str, str]:
 
 
 def _ensure_billing(settings: Settings, org: dict[str, Any]) -> None:
-    """localstripe keeps no state across restarts: give the demo organization a customer and card again."""
+    """Give the demo organization a customer and card again if localstripe lost them (its store deleted or reset)."""
     from shared import db, organizations, stripe_api
 
     client = stripe_api.get_client()

@@ -16,7 +16,7 @@ from tests.support.signing import encode, signed_headers
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from shared.localstack import LocalStack
+    from devtools.localstack import LocalStack
 
     home = tmp_path_factory.mktemp("agentpay-home")
     local = LocalStack(home)

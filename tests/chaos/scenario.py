@@ -968,8 +968,8 @@ def _inject(
 @contextmanager
 def standalone_services(home: Path) -> Iterator[tuple[Any, Any]]:
     """A stack of its own (as tests/conftest.py's `stack` and `services` fixtures make), for runs outside pytest."""
+    from devtools.localstack import LocalStack
     from shared import db
-    from shared.localstack import LocalStack
     from tests.support.stack import use_services
 
     stack = LocalStack(home / "stack")
