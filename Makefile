@@ -28,7 +28,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy shared
+	$(VENV)/bin/mypy shared devtools
 
 cfn-lint: $(STAMP)
 	$(VENV)/bin/cfn-lint template.yaml
@@ -62,7 +62,7 @@ package-sdks: $(STAMP) sdk/typescript/node_modules
 test: lint typecheck cfn-lint sdk-ts pytest
 
 openapi: $(STAMP)
-	$(PY) -m shared.api_schema
+	$(PY) -m devtools.openapi
 
 # A longer contract fuzz than the one in `make test` (which tries about 15 inputs per operation).
 fuzz: $(STAMP)

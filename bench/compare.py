@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers per server (default 2)")
     args = parser.parse_args(argv)
 
-    from shared.localstack import LocalStack
-    from shared.migrate import apply_migrations
+    from devtools.localstack import LocalStack
+    from devtools.migrate import apply_migrations
 
     tmp = Path(tempfile.mkdtemp(prefix="agentpay-compare-"))
     trees: list[Path] = []
@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
                 env={**env, "PYTHONPATH": str(tree)},
                 log_path=tmp / "s.log",
                 http=bench.http_protocol_of(tree),
+                factory=bench.app_factory_of(tree),
             )
             server.wait_ready()
             servers.append(server)

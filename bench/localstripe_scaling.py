@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """localstripe's cost per operation at 50 and at 5,000 PaymentIntents, measured side by side in one run.
 
-Two localstripe servers of our own (`shared.localstack`, localstripe only) are filled as the charge worker fills
+Two localstripe servers of our own (`devtools.localstack`, localstripe only) are filled as the charge worker fills
 Stripe (an unconfirmed PaymentIntent with our metadata, then confirmed off-session), one with `--small` intents and
 one with `--large`. Then every call the product and the chaos harness make is timed on both, in turns A B B A so
 the machine's drifting speed hits both alike. For each call: the median answer time, and the CPU the localstripe
@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from shared.localstack import STRIPE_STATE_WRITE_DELAY, LocalStack  # noqa: E402
+from devtools.localstack import STRIPE_STATE_WRITE_DELAY, LocalStack  # noqa: E402
 
 KEY = "sk_test_agentpay_bench"
 CUSTOMERS = 6  # as many organizations as `make chaos` makes

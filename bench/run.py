@@ -156,10 +156,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _tooling_of(tree: Path, module: str) -> str | None:
+    """The package a checkout keeps a local-tooling module in: devtools/, or shared/ in commits before it."""
+    return next((package for package in ("devtools", "shared") if (tree / package / f"{module}.py").exists()), None)
+
+
 def http_protocol_of(tree: Path) -> str:
     """The uvicorn protocol a checkout's server runs with: ours bounds request heads; older commits had none."""
-    bounded = (tree / "shared" / "local_http.py").exists()
-    return "shared.local_http:BoundedHttpToolsProtocol" if bounded else "httptools"
+    package = _tooling_of(tree, "local_http")
+    return f"{package}.local_http:BoundedHttpToolsProtocol" if package else "httptools"
+
+
+def app_factory_of(tree: Path) -> str:
+    """The local app (routes only) of a checkout, wherever that commit keeps it."""
+    return f"{_tooling_of(tree, 'local_app') or 'devtools'}.local_app:build_local_app"
 
 
 class Server:
@@ -171,8 +181,8 @@ class Server:
         workers: int,
         env: dict[str, str],
         log_path: Path,
-        factory: str = "shared.local_app:build_local_app",
-        http: str = "shared.local_http:BoundedHttpToolsProtocol",
+        factory: str = "devtools.local_app:build_local_app",
+        http: str = "devtools.local_http:BoundedHttpToolsProtocol",
     ) -> None:
         self.workers = workers
         self.port = free_port()
@@ -933,8 +943,8 @@ def run(args: argparse.Namespace) -> int:
     say(f"AgentPay benchmark ({'quick' if args.quick else 'full'}), temporary home {tmp}")
     say(f"  machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; the load generator shares them")
     try:
-        from shared.localstack import LocalStack
-        from shared.migrate import apply_migrations
+        from devtools.localstack import LocalStack
+        from devtools.migrate import apply_migrations
 
         say("[setup] starting PostgreSQL, Valkey and localstripe")
         stack = LocalStack(tmp / "stack")
@@ -1125,7 +1135,7 @@ def run(args: argparse.Namespace) -> int:
             # No sweep during the run: it would re-drive the thousands of approved, never charged rows above.
             env={**env, "SWEEP_INTERVAL_SECONDS": "3600"},
             log_path=tmp / "server.log",
-            factory="shared.local_app:build_server_app",
+            factory="devtools.local_app:build_server_app",
         )
         job_server.wait_ready()
         job_port = job_server.port

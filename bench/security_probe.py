@@ -255,7 +255,9 @@ def start(ref: str, tree: Path, services: Any, tmp: Path) -> Target:
     env = {**bench.server_env(services, home), "PYTHONPATH": str(tree)}
     bench.REPO = tree
     log = tmp / f"{tree.name}.log"
-    server = bench.Server(workers=1, env=env, log_path=log, http=bench.http_protocol_of(tree))
+    server = bench.Server(
+        workers=1, env=env, log_path=log, http=bench.http_protocol_of(tree), factory=bench.app_factory_of(tree)
+    )
     server.wait_ready()
     org = bench.create_org(server.port)
     agent = bench.create_agent(server.port, org, "probe", daily=1_000_000, per_tx=100_000, threshold=100_000)
@@ -267,8 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("refs", nargs="*", default=["HEAD"], help="commits to probe (default: HEAD)")
     args = parser.parse_args(argv)
 
-    from shared.localstack import LocalStack
-    from shared.migrate import apply_migrations
+    from devtools.localstack import LocalStack
+    from devtools.migrate import apply_migrations
 
     tmp = Path(tempfile.mkdtemp(prefix="agentpay-probe-"))
     stack = LocalStack(tmp / "stack")

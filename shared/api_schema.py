@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
-
-OPENAPI_FILE = Path(__file__).resolve().parent.parent / "openapi.json"
 
 Uuid = Annotated[str, Field(json_schema_extra={"format": "uuid"})]
 DateTime = Annotated[str, Field(json_schema_extra={"format": "date-time"}, description="ISO 8601 with offset")]
@@ -323,26 +318,3 @@ def _error_answer(status: int) -> dict[str, Any]:
 
 def render(app: Any) -> str:
     return json.dumps(build(app), indent=2, sort_keys=True) + "\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m shared.api_schema [--check]`: write openapi.json, or fail if the committed one is stale."""
-    parser = argparse.ArgumentParser(prog="python -m shared.api_schema")
-    parser.add_argument("--check", action="store_true", help="exit 1 if openapi.json differs from the app")
-    args = parser.parse_args(argv)
-    from shared import api_schema  # the module the routes registered with: this file may be running as __main__
-    from shared.local_app import build_local_app
-
-    current = api_schema.render(build_local_app())
-    if args.check:
-        if not OPENAPI_FILE.exists() or OPENAPI_FILE.read_text() != current:
-            print("openapi.json is stale: run `make openapi` and commit it.", file=sys.stderr)
-            return 1
-        return 0
-    OPENAPI_FILE.write_text(current)
-    print(f"wrote {OPENAPI_FILE}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,7 +16,7 @@ from tests.support.signing import encode, signed_headers
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from shared.localstack import LocalStack
+    from devtools.localstack import LocalStack
 
     home = tmp_path_factory.mktemp("agentpay-home")
     local = LocalStack(home)
@@ -59,7 +59,7 @@ def _no_throttle_counts(request: pytest.FixtureRequest) -> None:
 
 @pytest.fixture(scope="session")
 def app(services: Any) -> Any:
-    from shared.local_app import build_local_app
+    from devtools.local_app import build_local_app
 
     return build_local_app()
 
@@ -164,7 +164,7 @@ class ServerProcess:
                 sys.executable,
                 "-m",
                 "uvicorn",
-                "shared.local_app:build_server_app",
+                "devtools.local_app:build_server_app",
                 "--factory",
                 "--host",
                 "127.0.0.1",
@@ -174,7 +174,7 @@ class ServerProcess:
                 "warning",
                 "--no-access-log",
                 "--http",
-                "shared.local_http:BoundedHttpToolsProtocol",
+                "devtools.local_http:BoundedHttpToolsProtocol",
             ],
             cwd=REPO,
             env=env,

@@ -217,10 +217,10 @@ class ChaosServer(ServerProcess):
             self.process = subprocess.Popen(
                 [
                     sys.executable,
-                    *("-m", "uvicorn", "shared.local_app:build_server_app", "--factory"),
+                    *("-m", "uvicorn", "devtools.local_app:build_server_app", "--factory"),
                     *("--host", "127.0.0.1", "--port", str(port)),
                     *("--log-level", "warning", "--no-access-log"),
-                    *("--http", "shared.local_http:BoundedHttpToolsProtocol"),
+                    *("--http", "devtools.local_http:BoundedHttpToolsProtocol"),
                 ],
                 cwd=REPO,
                 env=env,
@@ -968,8 +968,8 @@ def _inject(
 @contextmanager
 def standalone_services(home: Path) -> Iterator[tuple[Any, Any]]:
     """A stack of its own (as tests/conftest.py's `stack` and `services` fixtures make), for runs outside pytest."""
+    from devtools.localstack import LocalStack
     from shared import db
-    from shared.localstack import LocalStack
     from tests.support.stack import use_services
 
     stack = LocalStack(home / "stack")

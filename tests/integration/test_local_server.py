@@ -46,7 +46,7 @@ def _servers_of(home: Path, ports: list[int]) -> list[psutil.Process]:
 
 def _start_dev(home: Path, port: int) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "dev", "--port", str(port)],
+        [sys.executable, "-m", "devtools.cli", "dev", "--port", str(port)],
         cwd=REPO,
         env=_clean_env(home, port),
         stdout=subprocess.PIPE,
@@ -140,7 +140,7 @@ def _the_readme_commands_work_with_the_keys_make_run_prints(workdir: Path, port:
 
 def _the_printed_first_request_is_approved(dev: dict[str, Any]) -> None:
     """The signed request `make run` prints to copy into a shell (openssl and curl), as printed."""
-    from shared.devserver import signed_request_snippet
+    from devtools.devserver import signed_request_snippet
 
     snippet = signed_request_snippet(dev["base_url"], dev["agent_key"]).replace("first-payment-1", "printed-1")
     result = subprocess.run(["bash", "-c", snippet], capture_output=True, text=True, timeout=30)
@@ -161,7 +161,7 @@ def _json_documents(text: str) -> list[Any]:
 def _ctrl_c_while_the_demo_waits_for_a_click(home: Path, port: int) -> None:
     """`agentpay demo` stopped with Ctrl-C while it waits for the approval: a sentence, not a traceback."""
     demo = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "demo"],
+        [sys.executable, "-m", "devtools.cli", "demo"],
         cwd=REPO,
         env=_clean_env(home, port),
         stdout=subprocess.PIPE,
@@ -184,7 +184,7 @@ def _ctrl_c_while_the_demo_waits_for_a_click(home: Path, port: int) -> None:
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "shared.cli", *args],
+        [sys.executable, "-m", "devtools.cli", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -250,7 +250,7 @@ def test_demo_completes_both_paths_against_a_running_dev_server(tmp_path: Path) 
     process, dev = _start_dev(home, port)
     try:
         demo = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", "demo", "--timeout", "60"],
+            [sys.executable, "-m", "devtools.cli", "demo", "--timeout", "60"],
             cwd=REPO,
             env=_clean_env(home, port),
             stdout=subprocess.PIPE,

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 import redis
 
-from shared.localstack import LocalServices, LocalStack, LocalStackBusy
+from devtools.localstack import LocalServices, LocalStack, LocalStackBusy
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STRIPE_KEY = "sk_test_localstack"
@@ -74,9 +74,9 @@ def list_customers(services: LocalServices) -> list[dict[str, object]]:
 
 
 def start_cli(home: Path, log: Path) -> tuple[subprocess.Popen[str], LocalServices]:
-    """Run `python -m shared.localstack <home>` and read the URLs it prints."""
+    """Run `python -m devtools.localstack <home>` and read the URLs it prints."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "shared.localstack", str(home)],
+        [sys.executable, "-m", "devtools.localstack", str(home)],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=log.open("ab"),
@@ -129,7 +129,7 @@ def test_stripe_changes_survive_a_kill_once_the_write_delay_has_passed(home: Pat
     passed, it comes back with every object, each in its last state."""
     import time
 
-    from shared.localstack import STRIPE_STATE_WRITE_DELAY
+    from devtools.localstack import STRIPE_STATE_WRITE_DELAY
 
     with stripe_only(home) as (stack, client):
         for i in range(40):
@@ -154,7 +154,7 @@ def test_a_home_with_the_stripe_store_pickled_whole_keeps_its_objects(home: Path
     """Homes made before the SQLite state hold localstripe's store as one pickle: the first start imports it."""
     import pickle
 
-    from shared.localstripe_store import StoreFile
+    from devtools.localstripe_store import StoreFile
 
     with stripe_only(home) as (_, client):
         charge(client, metadata={"transaction_id": "tx-legacy"})
@@ -213,7 +213,7 @@ def every_object(client: httpx.Client) -> dict[str, list[dict[str, Any]]]:
 
 
 def test_stripe_payment_intent_lists_answer_what_a_scan_of_every_intent_answers(home: Path) -> None:
-    """Lists read an index (shared/localstripe_store.py), not a scan of the store. They must answer what the scan
+    """Lists read an index (devtools/localstripe_store.py), not a scan of the store. They must answer what the scan
     answered: the intents of a customer and within `created` bounds, newest first (equal `created` in the order they
     were made), page after page with starting_after; after intents changed (confirmed, cancelled, metadata edited),
     and after a restart that reloads the store."""
@@ -401,7 +401,7 @@ def test_start_takes_over_from_a_crashed_owner(home: Path, tmp_path: Path) -> No
 def test_a_second_owner_of_a_running_home_is_refused(stack: LocalStack, home: Path) -> None:
     stack.start()
     process = subprocess.run(
-        [sys.executable, "-m", "shared.localstack", str(home)],
+        [sys.executable, "-m", "devtools.localstack", str(home)],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

@@ -17,7 +17,7 @@ import pytest
 from psycopg import errors, sql
 from psycopg.types.json import Jsonb
 
-from shared.migrate import (
+from devtools.migrate import (
     MIGRATIONS_DIR,
     BadMigrationFile,
     ChecksumMismatch,
@@ -120,7 +120,7 @@ def _race(database_url: str, directory: Path, processes: int) -> list[list[str]]
     script = (
         "import json, sys, time\n"
         "from pathlib import Path\n"
-        "from shared.migrate import apply_migrations\n"
+        "from devtools.migrate import apply_migrations\n"
         "url, directory, start_at = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3])\n"
         "time.sleep(max(0.0, start_at - time.time()))\n"
         "print(json.dumps(apply_migrations(url, directory)))\n"

@@ -713,7 +713,9 @@ def test_the_sweep_publishing_again_a_job_the_dispatcher_still_holds_does_not_qu
         stuck = jobs.enqueue(conn, jobs.approval_email_job(uuid.uuid4()))
         assert stuck is not None
         conn.execute("UPDATE job_outbox SET created_at = now() - interval '10 minutes' WHERE id = %s", (stuck.id,))
-    dispatcher = jobs.LocalDispatcher(get_settings(), threads=1)  # never started: what it takes stays queued
+    from devtools.dispatcher import LocalDispatcher
+
+    dispatcher = LocalDispatcher(get_settings(), threads=1)  # never started: what it takes stays queued
     jobs.install_local_dispatcher(dispatcher)
     try:
         run_sweep(get_settings())

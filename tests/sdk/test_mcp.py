@@ -1,4 +1,4 @@
-"""`agentpay mcp` driven by a real MCP client session over stdio, against the real local server."""
+"""`agentpay-mcp` (the Python SDK's MCP server) driven by a real MCP client over stdio, against the real server."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import REPO, Agent, ServerProcess, _free_port
 from tests.sdk.conftest import Approver
 
-mcp = pytest.importorskip("mcp", reason="`agentpay mcp` needs the mcp package")
+mcp = pytest.importorskip("mcp", reason="`agentpay-mcp` needs the mcp package")
 from mcp import ClientSession, StdioServerParameters, stdio_client  # noqa: E402
 from mcp.types import CallToolResult  # noqa: E402
 
@@ -23,13 +23,13 @@ TOOLS = {"request_payment", "get_transaction", "wait_for_approval"}
 
 
 def _command() -> tuple[str, list[str]]:
-    """The installed `agentpay` script next to this Python, as an MCP client config names it; else the module."""
-    script = Path(sys.executable).parent / "agentpay"
-    return (str(script), ["mcp"]) if script.exists() else (sys.executable, ["-m", "shared.cli", "mcp"])
+    """The installed `agentpay-mcp` script next to this Python, as an MCP client config names it; else the module."""
+    script = Path(sys.executable).parent / "agentpay-mcp"
+    return (str(script), []) if script.exists() else (sys.executable, ["-m", "agentpay_spend.mcp"])
 
 
 def with_session(api_key: str, base_url: str, body: Callable[[ClientSession], Awaitable[Any]]) -> Any:
-    """Starts `agentpay mcp` as a subprocess, opens a client session over its stdio and runs `body` in it."""
+    """Starts `agentpay-mcp` as a subprocess, opens a client session over its stdio and runs `body` in it."""
     command, args = _command()
     params = StdioServerParameters(
         command=command,

@@ -9,9 +9,9 @@ from typing import Any
 
 def use_services(found: Any, home: Path) -> None:
     """Every setting to the embedded services, every cached client forgotten, the schema up to date."""
+    from devtools.migrate import apply_migrations
     from shared import aio, auth, budget, db, redis_store, stripe_api
     from shared.config import get_settings
-    from shared.migrate import apply_migrations
 
     os.environ.update(
         {

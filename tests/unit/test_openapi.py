@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from shared import api_schema
+from devtools import openapi
 from tests.conftest import REPO
 
 SPEC: dict[str, Any] = json.loads((REPO / "openapi.json").read_text())
@@ -36,7 +36,7 @@ API_MD_OPERATIONS = [
 
 
 def test_committed_openapi_json_matches_the_app() -> None:
-    assert api_schema.main(["--check"]) == 0, "openapi.json is stale: run `make openapi` and commit it"
+    assert openapi.main(["--check"]) == 0, "openapi.json is stale: run `make openapi` and commit it"
 
 
 @pytest.mark.parametrize(("method", "path"), API_MD_OPERATIONS)

@@ -1,4 +1,6 @@
-"""`agentpay mcp`: AgentPay's payment tools for a model, served over MCP on stdio and built on the Python SDK."""
+"""`agentpay-mcp`: AgentPay's payment tools for a model, served over MCP on stdio and built on this SDK.
+
+Needs the `mcp` extra: `pip install 'agentpay-spend[mcp]'`."""
 
 from __future__ import annotations
 
@@ -8,51 +10,55 @@ import sys
 from datetime import datetime
 from typing import Annotated, Any
 
-import agentpay_spend
 import anyio
 from mcp.server.fastmcp import FastMCP
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BeforeValidator, Field
+
+import agentpay_spend
 
 # A wait longer than this is split into several calls: MCP clients give up on a silent tool call eventually.
 MAX_WAIT_SECONDS = 600
 POLL_INTERVAL_SECONDS = 2.0
 
 INSTRUCTIONS = """\
-AgentPay lets you spend money within the budget your organization set. Amounts are integer cents (1250 = $12.50).
-request_payment answers with a transaction whose status is approved (the charge follows at once), pending (a human
-must approve by email; call wait_for_approval), or an error (declined by a limit, blocked, ...). A payment is done
-only when its status is completed. If a call fails with a network error or a 5xx error, call it again with the
-SAME idempotency_key it returned: a new key could pay twice."""
+AgentPay lets you spend money within the budget your organization set. Amounts are integer cents \
+(1250 = $12.50).
+request_payment answers with a transaction whose status is approved (the charge follows at once), pending \
+(a human must approve by email; call wait_for_approval), or an error (declined by a limit, blocked, ...). \
+A payment is done only when its status is completed. If a call fails with a network error or a 5xx error, \
+call it again with the SAME idempotency_key it returned: a new key could pay twice."""
 
 STATUSES = """\
-Status: `approved` = within budget, the charge is being made (not final yet); `pending` = a human must approve it \
-by email before approval_expires_at (call wait_for_approval); `completed` = paid, stripe_charge_id is set (final); \
-`declined` = refused by a limit, an admin or the card (final, decision_reason says why); `timed_out` = nobody \
-approved in time (final)."""
+Status: `approved` = within budget, the charge is being made (not final yet); `pending` = a human must \
+approve it by email before approval_expires_at (call wait_for_approval); `completed` = paid, \
+stripe_charge_id is set (final); `declined` = refused by a limit, an admin or the card (final, \
+decision_reason says why); `timed_out` = nobody approved in time (final)."""
 
 RETRY_RULE = """\
-Idempotency: the result always includes the idempotency_key used. If the call fails with a network error or an \
-error whose `retryable` is true (5xx, AgentPay unavailable), retry with exactly the same arguments AND that same \
-idempotency_key, never a new one, or the payment may happen twice. Do not retry 4xx errors unchanged."""
+Idempotency: the result always includes the idempotency_key used. If the call fails with a network error \
+or an error whose `retryable` is true (5xx, AgentPay unavailable), retry with exactly the same arguments \
+AND that same idempotency_key, never a new one, or the payment may happen twice. Do not retry 4xx errors \
+unchanged."""
 
 REQUEST_PAYMENT = f"""\
 Ask AgentPay to pay `amount` (integer cents, 1250 = $12.50, USD) to `merchant` for `purpose`.
-Small amounts are approved at once; amounts above the approval threshold wait for a human; amounts over the \
-per-transaction or daily limit are declined with an error (code per_transaction_limit_exceeded or \
+Small amounts are approved at once; amounts above the approval threshold wait for a human; amounts over \
+the per-transaction or daily limit are declined with an error (code per_transaction_limit_exceeded or \
 daily_limit_exceeded). {STATUSES}
 {RETRY_RULE}
-Without idempotency_key one is derived from amount, merchant, purpose and context, so two calls with identical \
-arguments are the SAME payment; for two genuinely separate identical purchases pass distinct keys (e.g. an order id)."""
+Without idempotency_key one is derived from amount, merchant, purpose and context, so two calls with \
+identical arguments are the SAME payment; for two genuinely separate identical purchases pass distinct \
+keys (e.g. an order id)."""
 
 GET_TRANSACTION = f"""\
 Read one of your AgentPay transactions by id (as returned by request_payment), as it is now. {STATUSES}"""
 
 WAIT_FOR_APPROVAL = f"""\
 Wait (polling) until a payment is final. Returns the transaction once `completed` (paid). Errors: \
-`approval_wait_timeout` (retryable: still pending or approved after timeout_seconds; call again later, nothing was \
-lost), or the payment's decision_reason when it ended declined or timed_out (declined_by_admin, \
-approval_timed_out, charge_failed, ...). {STATUSES}"""
+`approval_wait_timeout` (retryable: still pending or approved after timeout_seconds; call again later, \
+nothing was lost), or the payment's decision_reason when it ended declined or timed_out \
+(declined_by_admin, approval_timed_out, charge_failed, ...). {STATUSES}"""
 
 
 def transaction_json(transaction: agentpay_spend.Transaction) -> dict[str, Any]:
@@ -75,7 +81,8 @@ def _error(exc: agentpay_spend.AgentPayError, **details: Any) -> CallToolResult:
     retryable = isinstance(exc, agentpay_spend.APIError | agentpay_spend.ApprovalTimeoutError)
     error: dict[str, Any] = {
         "type": exc.type,
-        "code": exc.code or ("connection_error" if isinstance(exc, agentpay_spend.APIConnectionError) else None),
+        "code": exc.code
+        or ("connection_error" if isinstance(exc, agentpay_spend.APIConnectionError) else None),
         "message": exc.message,
         "http_status": exc.http_status,
         "request_id": exc.request_id,
@@ -101,11 +108,15 @@ def _whole_cents(value: Any) -> Any:
     return value
 
 
-def build_server(client: agentpay_spend.AsyncAgentPay, *, poll_interval: float = POLL_INTERVAL_SECONDS) -> FastMCP:
+def build_server(
+    client: agentpay_spend.AsyncAgentPay, *, poll_interval: float = POLL_INTERVAL_SECONDS
+) -> FastMCP:
     """The MCP server with the three payment tools, all calling AgentPay through `client`."""
     server: FastMCP = FastMCP("agentpay", instructions=INSTRUCTIONS, log_level="WARNING")
 
-    @server.tool(description=REQUEST_PAYMENT, annotations=ToolAnnotations(destructiveHint=True, idempotentHint=True))
+    @server.tool(
+        description=REQUEST_PAYMENT, annotations=ToolAnnotations(destructiveHint=True, idempotentHint=True)
+    )
     async def request_payment(
         amount: Annotated[
             int,
@@ -113,9 +124,12 @@ def build_server(client: agentpay_spend.AsyncAgentPay, *, poll_interval: float =
             Field(ge=1, le=100_000_000, description="Integer cents: 1250 means $12.50."),
         ],
         purpose: Annotated[str, Field(min_length=1, max_length=2000, description="What is bought and why.")],
-        merchant: Annotated[str, Field(min_length=1, max_length=255, description="Who is paid, e.g. api.example.com.")],
+        merchant: Annotated[
+            str, Field(min_length=1, max_length=255, description="Who is paid, e.g. api.example.com.")
+        ],
         context: Annotated[
-            dict[str, Any] | None, Field(description="Optional JSON object kept with the payment (task id, ...).")
+            dict[str, Any] | None,
+            Field(description="Optional JSON object kept with the payment (task id, ...)."),
         ] = None,
         idempotency_key: Annotated[
             str | None,
@@ -182,6 +196,15 @@ def serve_stdio() -> int:
     try:
         anyio.run(_serve)
     except agentpay_spend.AuthenticationError as exc:
-        print(f"agentpay mcp: {exc.message}", file=sys.stderr)
+        print(f"agentpay-mcp: {exc.message}", file=sys.stderr)
         return 2
     return 0
+
+
+def main() -> None:
+    """The `agentpay-mcp` console script (AGENTPAY_API_KEY, AGENTPAY_BASE_URL from the environment)."""
+    sys.exit(serve_stdio())
+
+
+if __name__ == "__main__":
+    main()

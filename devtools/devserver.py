@@ -25,7 +25,7 @@ def _say(message: str) -> None:
 
 def start_embedded_services(raw: Settings) -> Any:
     """Start what is not configured for real; export its URLs so every module's settings see them."""
-    from shared.localstack import LocalStack
+    from devtools.localstack import LocalStack
 
     stack = LocalStack(
         raw.agentpay_home,
@@ -90,7 +90,7 @@ def ensure_demo(settings: Settings) -> dict[str, str]:
 
 
 def _ensure_billing(settings: Settings, org: dict[str, Any]) -> None:
-    """localstripe keeps no state across restarts: give the demo organization a customer and card again."""
+    """Give the demo organization a customer and card again if localstripe lost them (its store deleted or reset)."""
     from shared import db, organizations, stripe_api
 
     client = stripe_api.get_client()
@@ -158,7 +158,7 @@ def write_dev_file(settings: Settings, demo: dict[str, str]) -> dict[str, Any]:
 def run_dev_server(*, port: int) -> int:
     import uvicorn
 
-    from shared.migrate import apply_migrations
+    from devtools.migrate import apply_migrations
     from shared.web import configure_logging
 
     os.environ["AGENTPAY_PORT"] = str(port)
@@ -190,10 +190,10 @@ def run_dev_server(*, port: int) -> int:
         applied = apply_migrations(settings.require("database_url"))
         _say(f"AgentPay: database ready ({len(applied)} migration(s) applied)")
         demo = ensure_demo(settings)
-        from shared.local_app import build_server_app
+        from devtools.local_app import build_server_app
 
         app = build_server_app()
-        from shared.local_http import BoundedHttpToolsProtocol
+        from devtools.local_http import BoundedHttpToolsProtocol
 
         config = uvicorn.Config(
             app,

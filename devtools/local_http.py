@@ -20,7 +20,7 @@ log = logging.getLogger("agentpay")
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     """Counts the bytes of each request head as they arrive; past MAX_HEAD_BYTES it answers 431 and closes.
 
-    Used as `uvicorn --http shared.local_http:BoundedHttpToolsProtocol` or `uvicorn.Config(http=...)`."""
+    Used as `uvicorn --http devtools.local_http:BoundedHttpToolsProtocol` or `uvicorn.Config(http=...)`."""
 
     _head_bytes = 0
     _reading_head = True

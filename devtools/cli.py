@@ -16,7 +16,7 @@ def _print_json(value: Any) -> None:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from shared.migrate import apply_migrations
+    from devtools.migrate import apply_migrations
 
     applied = apply_migrations(get_settings().require("database_url"))
     print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
@@ -82,7 +82,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     import httpx
 
-    from shared.demo import run_demo
+    from devtools.demo import run_demo
 
     try:
         return run_demo(base_url=args.base_url, timeout=args.timeout)
@@ -101,16 +101,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    from shared.devserver import run_dev_server
+    from devtools.devserver import run_dev_server
 
     return run_dev_server(port=args.port)
-
-
-def cmd_mcp(args: argparse.Namespace) -> int:
-    # Needs the Python SDK (agentpay-spend, sdk/python) and the mcp package; only this command imports them.
-    from shared.mcp_server import serve_stdio
-
-    return serve_stdio()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,9 +121,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--base-url", default=None, help="defaults to the running server's (.agentpay/dev.json)")
     demo.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the approval click")
     demo.set_defaults(func=cmd_demo)
-
-    mcp = sub.add_parser("mcp", help="serve AgentPay's payment tools to a model over MCP (stdio); AGENTPAY_API_KEY")
-    mcp.set_defaults(func=cmd_mcp)
 
     migrate = sub.add_parser("migrate", help="apply pending database migrations")
     migrate.set_defaults(func=cmd_migrate)

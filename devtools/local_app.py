@@ -37,10 +37,11 @@ def build_local_app() -> FastAPI:
 @asynccontextmanager
 async def _background(app: FastAPI) -> AsyncIterator[None]:
     """What QStash and EventBridge do in production: the job dispatcher and the sweep's schedule."""
+    from devtools.dispatcher import LocalDispatcher
     from shared import jobs, sweep
 
     settings = get_settings()
-    dispatcher = jobs.LocalDispatcher(settings, duplicate_deliveries=settings.duplicate_deliveries).start()
+    dispatcher = LocalDispatcher(settings, duplicate_deliveries=settings.duplicate_deliveries).start()
     jobs.install_local_dispatcher(dispatcher)
     stop = threading.Event()
     schedule = threading.Thread(target=sweep.run_forever, args=(settings, stop), name="agentpay-sweep", daemon=True)

@@ -460,7 +460,7 @@ class LocalStack:
         command = [
             sys.executable,
             "-c",
-            "from shared.localstack import serve_localstripe; serve_localstripe()",
+            "from devtools.localstack import serve_localstripe; serve_localstripe()",
             *("--port", str(self._ports["stripe"])),
             *("--state", str(self._stripe_state)),
         ]
@@ -741,11 +741,11 @@ def serve_localstripe() -> None:
     from aiohttp import web
     from localstripe import resources
 
-    from shared.localstripe_store import install
+    from devtools.localstripe_store import install
 
     # localstripe scans its whole store for every list and for every Charge it renders, and rewrites the whole store
     # on every change: seconds per page and a stalled chaos run once it held thousands of intents. Its store is
-    # indexed and saved one changed object at a time instead (shared/localstripe_store.py), at most every
+    # indexed and saved one changed object at a time instead (devtools/localstripe_store.py), at most every
     # STRIPE_STATE_WRITE_DELAY seconds and at shutdown; a SIGKILL loses at most that window.
     flush = install(
         resources,
@@ -803,8 +803,8 @@ def serve_localstripe() -> None:
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
-    """`python -m shared.localstack <home>`: start, print the URLs as one JSON line, run until signalled."""
-    parser = argparse.ArgumentParser(prog="python -m shared.localstack", description=main.__doc__)
+    """`python -m devtools.localstack <home>`: start, print the URLs as one JSON line, run until signalled."""
+    parser = argparse.ArgumentParser(prog="python -m devtools.localstack", description=main.__doc__)
     parser.add_argument("home", type=Path)
     parser.add_argument("--redis-port", type=int)
     parser.add_argument("--stripe-port", type=int)
