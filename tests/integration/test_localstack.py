@@ -421,7 +421,7 @@ def test_as_root_postgres_can_reach_binaries_under_a_directory_only_root_may_ent
     themselves were already o+x, which is why the grant for their parents was skipped."""
     import stat
 
-    from shared import localstack
+    from devtools import localstack
 
     private = tmp_path / "private"
     binary = private / "clone" / ".venv" / "pginstall" / "bin" / "postgres"
