@@ -11,20 +11,19 @@ import jwt
 
 from shared import db, jobs, lifecycle
 from shared.clock import clock
-from shared.errors import AlreadyDecided, InvalidToken, LinkExpired, NotFound
+from shared.errors import (
+    AlreadyDecided,
+    ForgedToken,
+    InvalidToken,
+    LinkExpired,
+    NotFound,
+)
 from shared.transactions import TRANSACTION_COLUMNS
 
 Action = Literal["approve", "decline"]
 ISSUER = "agentpay"
 AUDIENCE = "agentpay-approval"
 ALGORITHM = "HS256"  # pinned: a token claiming any other algorithm, "none" included, is refused
-
-
-class ForgedToken(InvalidToken):
-    """The token's signature does not verify: forged or tampered with."""
-
-    http_status = 401
-    type = "authentication"
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,8 @@ from typing import Any
 
 import stripe
 
-from shared import audit, db
-from shared.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
-from shared.stripe_api import StripeUnavailable
+from shared import audit, db, stripe_api
+from shared.errors import Conflict, NotFound, PermissionDenied, StripeUnavailable, ValidationFailed
 
 # localstripe's canonical test cards (Stripe's too): one that charges, one that attaches but declines every charge.
 TEST_CARDS = {
@@ -59,7 +58,7 @@ def _vendor_error(exc: stripe.StripeError, *, what: str) -> Exception:
     """Stripe's error as ours: unreachable or 5xx is StripeUnavailable, an unknown object is NotFound."""
     if isinstance(exc, stripe.InvalidRequestError) and exc.http_status == 404:
         return NotFound(f"No such {what} at Stripe.")
-    if isinstance(exc, (stripe.APIConnectionError, stripe.RateLimitError)) or (exc.http_status or 500) >= 500:
+    if stripe_api.is_outage(exc):
         return StripeUnavailable()
     return ValidationFailed([{"field": what, "message": exc.user_message or str(exc.code or "refused by Stripe")}])
 

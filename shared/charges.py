@@ -9,11 +9,10 @@ from typing import Any
 
 import stripe
 
-from shared import db, lifecycle
+from shared import db, lifecycle, stripe_api
 from shared.clock import clock
 from shared.config import Settings
-from shared.errors import Conflict
-from shared.stripe_api import StripeUnavailable
+from shared.errors import Conflict, StripeUnavailable
 from shared.transactions import TRANSACTION_COLUMNS
 
 log = logging.getLogger("agentpay.charges")
@@ -68,11 +67,8 @@ def charge_transaction(
                 intent = client.v1.payment_intents.retrieve(intent.id)
     except stripe.CardError as exc:
         return _fail(row, _card_message(exc), request_id=request_id, intent_id=_intent_id(exc))
-    except (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError) as exc:
-        _release_lease(transaction_id)
-        raise StripeUnavailable() from exc
     except stripe.StripeError as exc:
-        if exc.http_status is None or exc.http_status >= 500:
+        if stripe_api.is_outage(exc):
             _release_lease(transaction_id)
             raise StripeUnavailable() from exc
         return _fail(

@@ -22,7 +22,9 @@ from resend.http_client_requests import RequestsClient
 
 from shared import display_text
 from shared.config import Settings
-from shared.errors import ServiceUnavailable
+from shared.errors import (
+    EmailDeliveryFailed,
+)
 from shared.money import format_money
 
 log = logging.getLogger("agentpay.email")
@@ -35,18 +37,6 @@ _RESEND_HTTP_CLIENT = RequestsClient(timeout=RESEND_TIMEOUT_SECONDS)
 _RESEND_MAX_IDEMPOTENCY_KEY = 256
 
 EmailKind = Literal["approval", "block_alert", "email_verification", "email"]
-
-
-class EmailDeliveryFailed(ServiceUnavailable):
-    """Resend did not accept the email; `retryable` says whether sending it again can help."""
-
-    code = "email_delivery_failed"
-    message = "The email could not be delivered to the email service. Retry later."
-
-    def __init__(self, message: str | None = None, *, retryable: bool = True, status: int | None = None) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-        self.status = status
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,13 @@ class InvalidToken(AgentPayError):
     message = "This approval link is not valid."
 
 
+class ForgedToken(InvalidToken):
+    """The token's signature does not verify: forged or tampered with."""
+
+    http_status = 401
+    type = "authentication"
+
+
 # 401 ---------------------------------------------------------------------------------------------------------------
 class AuthenticationFailed(AgentPayError):
     """The request did not prove who sent it."""
@@ -325,3 +332,37 @@ class DatabaseUnavailable(ServiceUnavailable):
 
     code = "database_unavailable"
     message = "The database is unavailable. Retry later."
+
+
+class StripeUnavailable(ServiceUnavailable):
+    """Stripe could not be reached or answered with a server error."""
+
+    code = "stripe_unavailable"
+    message = "Stripe is unavailable. Retry later."
+
+
+class EmailDeliveryFailed(ServiceUnavailable):
+    """Resend did not accept the email; `retryable` says whether sending it again can help."""
+
+    code = "email_delivery_failed"
+    message = "The email could not be delivered to the email service. Retry later."
+
+    def __init__(self, message: str | None = None, *, retryable: bool = True, status: int | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.status = status
+
+
+class WebhookDeliveryFailed(ServiceUnavailable):
+    """The receiver did not answer 2xx; the job layer retries with backoff."""
+
+    code = "webhook_delivery_failed"
+    message = "The webhook receiver did not accept the event."
+
+
+class WebhookRefused(WebhookDeliveryFailed):
+    """The callback URL points into a private network: never delivered, not retried."""
+
+    http_status = 422
+    type = "invalid_request"
+    code = "callback_url_refused"

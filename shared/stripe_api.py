@@ -8,17 +8,21 @@ from dataclasses import dataclass
 import stripe
 
 from shared.config import get_settings
-from shared.errors import ServiceUnavailable
+from shared.errors import (
+    StripeUnavailable,
+)
 
 LOCAL_STRIPE_KEY = "sk_test_agentpay_local"
 LOCAL_TEST_CARD = "pm_card_visa"
 
 
-class StripeUnavailable(ServiceUnavailable):
-    """Stripe could not be reached or answered with a server error."""
-
-    code = "stripe_unavailable"
-    message = "Stripe is unavailable. Retry later."
+def is_outage(exc: stripe.StripeError) -> bool:
+    """Whether a Stripe error means Stripe could not answer (unreachable, rate-limited, a 5xx or no status): the
+    caller's StripeUnavailable, which a retry may end. Anything else is Stripe's answer about the request itself.
+    The one place that tells the two apart, for customers, charges and cards alike."""
+    if isinstance(exc, (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError)):
+        return True
+    return exc.http_status is None or exc.http_status >= 500
 
 
 @dataclass(frozen=True)
@@ -70,10 +74,8 @@ def set_up_customer(
             method = client.v1.payment_methods.attach(LOCAL_TEST_CARD, params={"customer": customer.id})
             payment_method_id = method.id
             client.v1.customers.update(customer.id, params={"invoice_settings": {"default_payment_method": method.id}})
-    except (stripe.APIConnectionError, stripe.RateLimitError) as exc:
-        raise StripeUnavailable() from exc
     except stripe.StripeError as exc:
-        if exc.http_status is None or exc.http_status >= 500:
+        if is_outage(exc):
             raise StripeUnavailable() from exc
         raise
     return BillingSetup(customer_id=customer.id, payment_method_id=payment_method_id)

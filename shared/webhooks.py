@@ -15,7 +15,7 @@ import httpx
 from shared import db
 from shared.callback_destinations import CallbackPolicy, Destination, IPAddress, check_resolved, check_url
 from shared.clock import clock
-from shared.errors import CallbackUrlRefused, NotFound, ServiceUnavailable
+from shared.errors import CallbackUrlRefused, NotFound, WebhookDeliveryFailed, WebhookRefused
 
 log = logging.getLogger("agentpay.webhooks")
 DELIVERY_TIMEOUT_SECONDS = 10.0
@@ -23,25 +23,10 @@ DELIVERY_TIMEOUT_SECONDS = 10.0
 Resolver = Callable[..., list[tuple[Any, ...]]]
 
 
-class WebhookDeliveryFailed(ServiceUnavailable):
-    """The receiver did not answer 2xx; the job layer retries with backoff."""
-
-    code = "webhook_delivery_failed"
-    message = "The webhook receiver did not accept the event."
-
-
 def signature_header(key_hash: str, body: bytes, timestamp: int) -> str:
     """`t=<unix seconds>,v1=<hex>`: HMAC-SHA256 keyed with the agent key's hex SHA-256 over "{t}.{raw_body}"."""
     digest = hmac.new(key_hash.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
     return f"t={timestamp},v1={digest}"
-
-
-class WebhookRefused(WebhookDeliveryFailed):
-    """The callback URL points into a private network: never delivered, not retried."""
-
-    http_status = 422
-    type = "invalid_request"
-    code = "callback_url_refused"
 
 
 def _connect_to(callback_url: str, policy: CallbackPolicy, resolve: Resolver) -> tuple[Destination, list[IPAddress]]:
