@@ -1,0 +1,77 @@
+"""Every place that spells out statuses and decision reasons agrees with shared/outcomes.py, the one definition.
+
+A new decline reason (the coming policies add several) must reach all of them: this test names the one it missed."""
+
+from __future__ import annotations
+
+import re
+import typing
+
+from shared import api_schema
+from shared.outcomes import BUDGET_DECLINES, TERMINAL, DecisionReason, Status
+from tests.conftest import REPO
+
+REASONS = {reason.value for reason in DecisionReason}
+STATUSES = {status.value for status in Status}
+
+
+def _quoted(text: str) -> set[str]:
+    return set(re.findall(r"'([a-z_]+)'", text))
+
+
+def test_the_database_refuses_exactly_the_other_values() -> None:
+    schema = (REPO / "migrations" / "0001_initial.sql").read_text()
+    status_check = re.search(r"CHECK \(status IN \((.*?)\)\)", schema, re.S)
+    reason_check = re.search(r"CHECK \(decision_reason IN \((.*?)\)\)", schema, re.S)
+    assert status_check and reason_check
+    assert _quoted(status_check.group(1)) == STATUSES
+    assert _quoted(reason_check.group(1)) == REASONS
+
+
+def test_the_budget_script_declines_with_the_budget_reasons() -> None:
+    script = (REPO / "shared" / "reserve_budget.lua").read_text()
+    declines = {name for name in re.findall(r"return \{'([a-z_]+)'", script) if name.endswith("_exceeded")}
+    assert declines == {reason.value for reason in BUDGET_DECLINES}
+
+
+def test_the_api_schema_documents_each_value() -> None:
+    assert set(typing.get_args(api_schema.Status)) == STATUSES
+    assert set(typing.get_args(api_schema.Reason)) == REASONS
+
+
+def test_a_budget_decline_answers_its_reason_as_the_402_code() -> None:
+    from types import SimpleNamespace
+
+    from shared.errors import BudgetExceededError
+
+    limits = SimpleNamespace(per_tx_limit_cents=2000, daily_limit_cents=5000)
+    for reason in BUDGET_DECLINES:
+        decision = SimpleNamespace(outcome=reason.value, limits=limits, spent_before_cents=4500)
+        error = BudgetExceededError.for_decision(decision, amount_cents=2500)
+        assert (error.http_status, error.code) == (402, reason.value)
+
+
+def test_the_python_sdk_knows_the_budget_reasons_and_the_terminal_statuses() -> None:
+    from agentpay_spend import _client, _transaction
+
+    assert set(_client._BUDGET_REASONS) == {reason.value for reason in BUDGET_DECLINES}
+    assert set(_transaction.TERMINAL_STATUSES) == {status.value for status in TERMINAL}
+
+
+def test_the_dashboard_labels_every_value() -> None:
+    from functions.dashboard import web
+
+    assert set(web.DECISION_REASONS) == REASONS
+    assert set(web.STATUS_LABELS) == STATUSES
+
+
+def test_the_typescript_sdk_types_every_value() -> None:
+    types = (REPO / "sdk" / "typescript" / "src" / "types.ts").read_text()
+
+    def constant(name: str) -> set[str]:
+        found = re.search(rf"export const {name} = \[(.*?)\] as const", types, re.S)
+        assert found, name
+        return set(re.findall(r'"([a-z_]+)"', found.group(1)))
+
+    assert constant("TRANSACTION_STATUSES") == STATUSES
+    assert constant("DECISION_REASONS") == REASONS
