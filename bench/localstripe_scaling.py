@@ -87,7 +87,7 @@ def localstripe(home: Path, name: str) -> Iterator[Server]:
         stack.stop()
 
 
-# What the product does (shared/stripe_api.py, shared/billing.py, shared/charges.py) --------------------------------
+# What the product does (shared/vendors/stripe.py, shared/accounts/billing.py, shared/payments/charges.py) ---
 def set_up_customer(http: httpx.Client, n: int) -> tuple[str, str]:
     customer = _ok(http.post("/v1/customers", data={"name": f"Bench org {n}", "email": "bench@example.com"}))["id"]
     method = _ok(http.post("/v1/payment_methods/pm_card_visa/attach", data={"customer": customer}))["id"]

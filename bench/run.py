@@ -324,8 +324,8 @@ def fast_agent(port: int, org: Org, name: str) -> Agent:
 
 
 # Phase 1: the floor ---------------------------------------------------------------------------------------------
-# The statement shared/payments.py sends (migrations/0006_record_payment_request.sql), written out here so the floor
-# needs no AgentPay Python code: the transaction row and its audit row, no job.
+# The statement shared/payments/requests.py sends (migrations/0006_record_payment_request.sql), written out here so
+# the floor needs no AgentPay Python code: the transaction row and its audit row, no job.
 FLOOR_INSERT_SQL = """
 SELECT job_id FROM record_payment_request(
     %(id)s, %(agent_id)s, %(organization_id)s, %(amount)s, %(currency)s, %(merchant)s, %(purpose)s, %(context)s,
@@ -340,7 +340,7 @@ class FloorWork:
     agent id (the full approve path: rate window, claim, hold, counter) and FLOOR_INSERT_SQL's parameters."""
 
     def __init__(self, org: Org, agent: Agent) -> None:
-        self.script = (REPO / "shared" / "reserve_budget.lua").read_text(encoding="utf-8")
+        self.script = (REPO / "shared" / "budget" / "reserve_budget.lua").read_text(encoding="utf-8")
         self.org, self.agent = org, agent
         self.prefix = f"ap:{{{uuid.uuid4()}}}"
         self.today = datetime.now(UTC).date()
@@ -506,12 +506,12 @@ def measure_floor_throughput(
 
 # Phase 2: the decision ------------------------------------------------------------------------------------------
 def measure_decision(redis_url: str, n: int, warmup: int) -> dict[str, Any]:
-    """shared.budget.BudgetEngine.reserve over an AsyncRedisPyStore, in-process on uvloop as the server runs it
+    """shared.budget.engine.BudgetEngine.reserve over an AsyncRedisPyStore, in-process on uvloop as the server runs it
     (limits and day given, no Postgres)."""
     import uvloop
 
-    from shared import budget
-    from shared.redis_store import AsyncRedisPyStore, RedisPyStore
+    from shared.budget import engine as budget
+    from shared.platform.redis_store import AsyncRedisPyStore, RedisPyStore
 
     limits = budget.LimitsSnapshot(HUGE_DAILY, PER_TX, PER_TX, 1_000_000_000)
     store = RedisPyStore(redis_url)

@@ -24,7 +24,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_org_create(args: argparse.Namespace) -> int:
-    from shared import organizations, stripe_api
+    from shared.accounts import organizations
+    from shared.vendors import stripe as stripe_api
 
     settings = get_settings()
     created = organizations.sign_up(
@@ -49,7 +50,8 @@ def cmd_org_create(args: argparse.Namespace) -> int:
 def cmd_agent_create(args: argparse.Namespace) -> int:
     import uuid
 
-    from shared import agents, db
+    from shared.accounts import agents
+    from shared.platform import db
 
     settings = get_settings()
     limits = agents.Limits(
@@ -72,7 +74,7 @@ def cmd_agent_create(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from shared.sweep import run_sweep
+    from shared.payments.sweep import run_sweep
 
     report = run_sweep(get_settings())
     _print_json(report.as_dict())

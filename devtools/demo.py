@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx
 
-from shared.auth import compute_signature, hash_key
 from shared.config import get_settings
-from shared.email import outbox_file_name
+from shared.http.auth import compute_signature, hash_key
+from shared.notify.email import outbox_file_name
 
 TERMINAL = ("completed", "declined", "timed_out")
 

@@ -50,7 +50,9 @@ def ensure_demo(settings: Settings) -> dict[str, str]:
     """The demo organization and agent, created on the first run and reused after (keys kept in .agentpay)."""
     import uuid
 
-    from shared import agents, db, organizations, stripe_api
+    from shared.accounts import agents, organizations
+    from shared.platform import db
+    from shared.vendors import stripe as stripe_api
 
     path = settings.agentpay_home / DEMO_FILE
     if path.exists():
@@ -91,7 +93,9 @@ def ensure_demo(settings: Settings) -> dict[str, str]:
 
 def _ensure_billing(settings: Settings, org: dict[str, Any]) -> None:
     """Give the demo organization a customer and card again if localstripe lost them (its store deleted or reset)."""
-    from shared import db, organizations, stripe_api
+    from shared.accounts import organizations
+    from shared.platform import db
+    from shared.vendors import stripe as stripe_api
 
     client = stripe_api.get_client()
     if org["stripe_customer_id"] and stripe_api.customer_exists(client, org["stripe_customer_id"]):
@@ -159,7 +163,7 @@ def run_dev_server(*, port: int) -> int:
     import uvicorn
 
     from devtools.migrate import apply_migrations
-    from shared.web import configure_logging
+    from shared.http.app import configure_logging
 
     os.environ["AGENTPAY_PORT"] = str(port)
     get_settings.cache_clear()
@@ -222,8 +226,9 @@ def _limits_of(organization_id: str, agent_id: str) -> str:
     """The demo agent's limits as they are now (an admin may have changed them), the way a person reads them."""
     import uuid
 
-    from shared import agents, db
-    from shared.money import format_money
+    from shared.accounts import agents
+    from shared.platform import db
+    from shared.rendering import format_money
 
     with db.connection() as conn:
         row = agents.get_agent(conn, organization_id=uuid.UUID(organization_id), agent_id=uuid.UUID(agent_id))

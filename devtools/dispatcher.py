@@ -15,7 +15,14 @@ from collections.abc import Callable
 import httpx
 
 from shared.config import Settings
-from shared.jobs import LOCAL_ATTEMPTS, OutboxJob, mark_published, record_dead_letter, sign_like_qstash, worker_url
+from shared.jobs.outbox import (
+    LOCAL_ATTEMPTS,
+    OutboxJob,
+    mark_published,
+    record_dead_letter,
+    sign_like_qstash,
+    worker_url,
+)
 
 log = logging.getLogger("agentpay.jobs")
 

@@ -10,8 +10,8 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from shared.config import get_settings
-from shared.health import router as health_router
-from shared.web import close_clients_on_shutdown, create_app
+from shared.http.app import close_clients_on_shutdown, create_app
+from shared.http.health import router as health_router
 
 # The functions of ARCHITECTURE.md that serve HTTP.
 FUNCTIONS = (
@@ -38,7 +38,8 @@ def build_local_app() -> FastAPI:
 async def _background(app: FastAPI) -> AsyncIterator[None]:
     """What QStash and EventBridge do in production: the job dispatcher and the sweep's schedule."""
     from devtools.dispatcher import LocalDispatcher
-    from shared import jobs, sweep
+    from shared.jobs import outbox as jobs
+    from shared.payments import sweep
 
     settings = get_settings()
     dispatcher = LocalDispatcher(settings, duplicate_deliveries=settings.duplicate_deliveries).start()

@@ -8,7 +8,7 @@ import logging
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from shared.errors import HeadersTooLarge
-from shared.web import MAX_HEADER_BYTES, new_request_id
+from shared.http.app import MAX_HEADER_BYTES, new_request_id
 
 # The request line and the header lines with their separators: the app answers 431 past MAX_HEADER_BYTES of names
 # and values; this is the backstop that keeps a 32 MiB header from being read (and accumulated by the parser) at all.

@@ -379,7 +379,7 @@ def install(
     ) -> Any:  # fmt: skip
         # Stripe filters a PaymentIntent list by customer and creation time, newest first; localstripe refuses every
         # filter. The charge worker's search for an intent an earlier attempt never recorded depends on them
-        # (shared/charges.py, _unrecorded_intent).
+        # (shared/payments/charges.py, _unrecorded_intent).
         if kwargs:
             raise resources.UserError(400, "Unexpected " + ", ".join(kwargs.keys()))
         listing = resources.List(url, limit=limit, starting_after=starting_after)

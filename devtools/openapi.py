@@ -14,7 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if openapi.json differs from the app")
     args = parser.parse_args(argv)
     from devtools.local_app import build_local_app
-    from shared import api_schema
+    from shared.http import schema as api_schema
 
     current = api_schema.render(build_local_app())
     if args.check:

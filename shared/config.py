@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     job_republish_seconds: float = Field(default=60.0, gt=0)
     sweep_interval_seconds: float = 30.0  # the local server's sweep; production runs it every 5 minutes
     # Failed authentications a client address, and a key prefix, may make in a minute; past that they are answered
-    # 429 (shared.throttle). Valid keys are never counted or slowed.
+    # 429 (shared.http.throttle). Valid keys are never counted or slowed.
     auth_failures_per_address: int = Field(default=20, ge=1)
     auth_failures_per_key: int = Field(default=10, ge=1)
     # Organizations one client address may sign up in an hour outside local mode.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.money import format_money
+from shared.rendering import format_money
 
 
 class AgentPayError(Exception):

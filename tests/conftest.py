@@ -28,7 +28,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def services(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Point every setting at the embedded services and bring the schema up to date."""
-    from shared import db
+    from shared.platform import db
     from tests.support.stack import use_services
 
     found = stack.start()
@@ -38,9 +38,9 @@ def services(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[A
 
 
 def forget_throttle_counts() -> None:
-    """Drop every count of shared.throttle (failed authentications, sign-ups), as if their windows had passed."""
-    from shared.redis_store import get_store
-    from shared.throttle import KEY_PREFIX
+    """Drop every count of shared.http.throttle (failed authentications, sign-ups), as if their windows had passed."""
+    from shared.http.throttle import KEY_PREFIX
+    from shared.platform.redis_store import get_store
 
     store = get_store()
     counted = store.scan_keys(KEY_PREFIX + "*")
@@ -50,7 +50,7 @@ def forget_throttle_counts() -> None:
 
 @pytest.fixture(autouse=True)
 def _no_throttle_counts(request: pytest.FixtureRequest) -> None:
-    """Failed authentications and sign-ups are counted per client address (shared.throttle), and the tests share
+    """Failed authentications and sign-ups are counted per client address (shared.http.throttle), and the tests share
     their addresses ("testclient", 127.0.0.1): each test that reaches the services starts with nothing counted."""
     if "services" in request.fixturenames:
         request.getfixturevalue("services")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from mangum import Mangum
 
-from shared.approval_links import make_router
-from shared.health import router as health_router
-from shared.web import create_app
+from shared.approvals.links import make_router
+from shared.http.app import create_app
+from shared.http.health import router as health_router
 
 router = make_router("approve")
 

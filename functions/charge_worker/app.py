@@ -9,11 +9,12 @@ from fastapi import APIRouter, Request
 from mangum import Mangum
 from pydantic import ConfigDict
 
-from shared import api_schema as schema
-from shared import charges, stripe_api
-from shared.deps import SettingsDep, SignedJobBody
-from shared.health import router as health_router
-from shared.web import RequestModel, create_app, parse_body, request_id_of
+from shared.http import schema
+from shared.http.app import RequestModel, create_app, parse_body, request_id_of
+from shared.http.deps import SettingsDep, SignedJobBody
+from shared.http.health import router as health_router
+from shared.payments import charges
+from shared.vendors import stripe as stripe_api
 
 router = APIRouter(tags=["jobs"])
 

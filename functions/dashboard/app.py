@@ -10,23 +10,17 @@ from mangum import Mangum
 from pydantic import ConfigDict, EmailStr, Field, StrictInt
 
 from functions.dashboard import web
-from shared import (
-    agents,
-    approval_pages,
-    approvals,
-    auth,
-    dashboard,
-    db,
-    organizations,
-    stripe_api,
-    throttle,
-    transactions,
-)
-from shared import api_schema as schema
-from shared.deps import AdminDep, SettingsDep, client_address
+from shared.accounts import agents, dashboard, organizations
+from shared.approvals import decisions as approvals
+from shared.approvals import pages as approval_pages
 from shared.errors import AgentPayError, LinkExpired, SignupTokenRequired
-from shared.health import router as health_router
-from shared.web import RequestModel, create_app, request_id_of
+from shared.http import auth, schema, throttle
+from shared.http.app import RequestModel, create_app, request_id_of
+from shared.http.deps import AdminDep, SettingsDep, client_address
+from shared.http.health import router as health_router
+from shared.payments import transactions
+from shared.platform import db
+from shared.vendors import stripe as stripe_api
 
 router = APIRouter()
 

@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import secrets
 import time
 import uuid
-import zoneinfo
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from functools import cache
-from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
 
-import jinja2
 import stripe
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -26,21 +21,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from pydantic import EmailStr, TypeAdapter, ValidationError
 
-from shared import (
-    agents,
-    approvals,
-    auth,
-    billing,
-    dashboard,
-    db,
-    display_text,
-    jobs,
-    organizations,
-    stripe_api,
-    throttle,
-)
+from shared import rendering
+from shared.accounts import agents, billing, dashboard, organizations
+from shared.approvals import decisions as approvals
 from shared.config import Settings, get_settings
-from shared.deps import SettingsDep, client_address
 from shared.errors import (
     AgentPayError,
     AuthenticationFailed,
@@ -49,10 +33,14 @@ from shared.errors import (
     SignupThrottled,
     ValidationFailed,
 )
-from shared.money import format_money
-from shared.web import PAGE_ISOLATION_HEADERS, request_id_of
+from shared.http import auth, throttle
+from shared.http.app import PAGE_ISOLATION_HEADERS, request_id_of
+from shared.http.deps import SettingsDep, client_address
+from shared.jobs import outbox as jobs
+from shared.platform import db
+from shared.rendering import local_time
+from shared.vendors import stripe as stripe_api
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 SESSION_COOKIE = "agentpay_session"
 FORM_COOKIE = "agentpay_form"  # binds the CSRF token of the forms shown before login (sign-up, login)
 COOKIE_PATH = "/dashboard"
@@ -206,45 +194,9 @@ router = APIRouter(prefix="/dashboard", route_class=PageRoute, include_in_schema
 
 
 # Templates and formatting ------------------------------------------------------------------------------------------
-def money(cents: int | None) -> str:
-    """$1,234.50 for 123450 cents; nothing for no amount."""
-    return "" if cents is None else format_money(int(cents))
-
-
 def dollars_input(cents: int) -> str:
     whole, part = divmod(int(cents), 100)
     return f"{whole}.{part:02d}"
-
-
-def local_time(value: datetime | str | None, timezone: str) -> str:
-    if value is None:
-        return ""
-    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return moment.astimezone(zoneinfo.ZoneInfo(timezone)).strftime("%b %-d, %Y, %H:%M %Z")
-
-
-@cache
-def templates() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(SHARED / "templates")),
-        autoescape=True,
-    )
-    env.filters["money"] = money
-    # JSON a user sent (context, audit details) stays JSON, with its hidden and bidi characters as \u escapes.
-    env.filters["pretty_json"] = lambda value: display_text.json_escapes(
-        json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
-    )
-    env.filters["compact_json"] = lambda value: display_text.json_escapes(
-        json.dumps(value, sort_keys=True, ensure_ascii=False)
-    )
-    display_text.register(env)
-    env.globals.update(
-        reasons=DECISION_REASONS,
-        status_labels=STATUS_LABELS,
-        statuses=dashboard.STATUSES,
-        static_url=static_url,
-    )
-    return env
 
 
 def static_url(name: str) -> str:
@@ -253,14 +205,21 @@ def static_url(name: str) -> str:
 
 @cache
 def _static_version(name: str) -> str:
-    return hashlib.sha256((SHARED / "static" / name).read_bytes()).hexdigest()[:12]
+    return hashlib.sha256((rendering.STATIC_DIR / name).read_bytes()).hexdigest()[:12]
 
 
 def render(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     context.setdefault("signed_in", None)
     context.setdefault("notice", None)
     context.setdefault("active", "")
-    html = templates().get_template(f"dashboard/{name}").render(**context)
+    html = rendering.render(
+        f"dashboard/{name}",
+        reasons=DECISION_REASONS,
+        status_labels=STATUS_LABELS,
+        statuses=dashboard.STATUSES,
+        static_url=static_url,
+        **context,
+    )
     return HTMLResponse(html, status_code=status_code)
 
 
@@ -274,7 +233,7 @@ def error_page(status_code: int, title: str, message: str) -> HTMLResponse:
 def static_file(name: str) -> Response:
     if name not in STATIC_FILES:
         raise NotFound("No such file.")
-    body = (SHARED / "static" / name).read_bytes()
+    body = (rendering.STATIC_DIR / name).read_bytes()
     return Response(
         body,
         media_type=STATIC_FILES[name],
@@ -557,7 +516,7 @@ def transactions_page(request: Request, who: SignedInDep) -> HTMLResponse:
 
 @router.get("/transactions/{transaction_id}")
 def transaction_page(transaction_id: str, request: Request, who: SignedInDep) -> HTMLResponse:
-    from shared import transactions
+    from shared.payments import transactions
 
     tx_id = transactions.parse_id(transaction_id)
     with db.connection() as conn:
@@ -582,7 +541,7 @@ def transaction_page(transaction_id: str, request: Request, who: SignedInDep) ->
 @router.post("/transactions/{transaction_id}/{action}")
 def decide_transaction(transaction_id: str, action: str, request: Request, who: SignedInDep, form: FormDep) -> Response:
     """Approve or decline a pending payment from the dashboard, by the same rules as the email links."""
-    from shared import transactions
+    from shared.payments import transactions
 
     if action not in ("approve", "decline"):
         raise NotFound("No such action.")

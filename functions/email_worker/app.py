@@ -12,12 +12,14 @@ from fastapi import APIRouter
 from mangum import Mangum
 from pydantic import ConfigDict
 
-from shared import api_schema as schema
-from shared import jobs, notifications, webhooks
-from shared.callback_destinations import CallbackPolicy
-from shared.deps import SettingsDep, SignedJobBody
-from shared.health import router as health_router
-from shared.web import RequestModel, create_app, parse_body
+from shared.http import schema
+from shared.http.app import RequestModel, create_app, parse_body
+from shared.http.deps import SettingsDep, SignedJobBody
+from shared.http.health import router as health_router
+from shared.jobs import outbox as jobs
+from shared.notify import messages as notifications
+from shared.notify import webhooks
+from shared.notify.destinations import CallbackPolicy
 
 router = APIRouter(tags=["jobs"])
 

@@ -12,15 +12,16 @@ from mangum import Mangum
 from pydantic import ConfigDict, Field, StrictInt, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
-from shared import api_schema as schema
-from shared import display_text, payments
-from shared.callback_destinations import CallbackPolicy, check_url
 from shared.config import get_settings
-from shared.deps import current_agent
 from shared.errors import BudgetExceededError, OrganizationNotVerified, UnsupportedCurrency, ValidationFailed
-from shared.health import router as health_router
-from shared.transactions import transaction_view
-from shared.web import RequestModel, create_app, request_id_of, validation_error_from
+from shared.http import schema
+from shared.http.app import RequestModel, create_app, request_id_of, validation_error_from
+from shared.http.deps import current_agent
+from shared.http.health import router as health_router
+from shared.notify.destinations import CallbackPolicy, check_url
+from shared.payments import requests as payments
+from shared.payments.transactions import transaction_view
+from shared.platform import display_text
 
 router = APIRouter(tags=["agent"])
 

@@ -7,11 +7,12 @@ from typing import Any
 from fastapi import APIRouter
 from mangum import Mangum
 
-from shared import api_schema as schema
-from shared import db, transactions
-from shared.deps import AgentDep
-from shared.health import router as health_router
-from shared.web import create_app
+from shared.http import schema
+from shared.http.app import create_app
+from shared.http.deps import AgentDep
+from shared.http.health import router as health_router
+from shared.payments import transactions
+from shared.platform import db
 
 router = APIRouter(tags=["agent"])
 

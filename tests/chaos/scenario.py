@@ -500,7 +500,7 @@ class _Run:
 
     def _charges_in_flight(self) -> int:
         """Approved transactions of the run with a charge lease taken (a worker is between lease and verdict)."""
-        from shared import db
+        from shared.platform import db
 
         try:
             with db.connection() as conn:
@@ -529,7 +529,7 @@ def _json(response: httpx.Response) -> dict[str, Any]:
 
 def _email_link(tx_id: str, action: str) -> str | None:
     from shared.config import get_settings
-    from shared.email import outbox_file_name
+    from shared.notify.email import outbox_file_name
 
     path = Path(get_settings().outbox_dir) / outbox_file_name(f"approval-{tx_id}")
     try:
@@ -553,7 +553,7 @@ def _retrying(action: Callable[[], Any], *, seconds: float = 30) -> Any:
 
 
 def _rows(agent_ids: list[str]) -> list[dict[str, Any]]:
-    from shared import db
+    from shared.platform import db
 
     with db.connection() as conn:
         return conn.execute(
@@ -565,9 +565,9 @@ def _rows(agent_ids: list[str]) -> list[dict[str, Any]]:
 
 def _settle(run: _Run, timeout_s: float) -> None:
     """Wait until no transaction of the run is left `approved` (the servers' sweep re-drives charges), then sweep."""
-    from shared.clock import clock
     from shared.config import get_settings
-    from shared.sweep import ORPHAN_HOLD_SECONDS, run_sweep
+    from shared.payments.sweep import ORPHAN_HOLD_SECONDS, run_sweep
+    from shared.platform.clock import clock
 
     agent_ids = [a.id for a in run.agents]
     deadline = time.monotonic() + timeout_s
@@ -596,7 +596,7 @@ def _settle(run: _Run, timeout_s: float) -> None:
 
 def _charge_state(transaction_id: str) -> str:
     """Where a charge stopped: the row's charge columns, its jobs in the outbox and the dead letters."""
-    from shared import db
+    from shared.platform import db
 
     with db.connection() as conn:
         row = conn.execute(
@@ -662,7 +662,8 @@ def _faults_near(report: ChaosReport, transaction_id: str) -> str:
 
 
 def _check(run: _Run) -> None:
-    from shared import budget, db
+    from shared.budget import engine as budget
+    from shared.platform import db
 
     report = run.report
     violations = report.violations
@@ -935,7 +936,8 @@ def _cpu_seconds(pid: int | None) -> float | None:
 
 def _fresh_clients() -> None:
     """This process's pooled connections saw the restarts: the tests that run next start with new ones."""
-    from shared import aio, budget, db, redis_store
+    from shared.budget import engine as budget
+    from shared.platform import aio, db, redis_store
 
     db.close_pool()
     aio.forget_loop_clients()
@@ -969,7 +971,7 @@ def _inject(
 def standalone_services(home: Path) -> Iterator[tuple[Any, Any]]:
     """A stack of its own (as tests/conftest.py's `stack` and `services` fixtures make), for runs outside pytest."""
     from devtools.localstack import LocalStack
-    from shared import db
+    from shared.platform import db
     from tests.support.stack import use_services
 
     stack = LocalStack(home / "stack")

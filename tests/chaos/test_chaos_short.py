@@ -42,9 +42,10 @@ def test_a_charge_whose_row_update_failed_after_stripe_answered_makes_no_second_
     dying between Stripe and the database must not lead to a second PaymentIntent for the transaction."""
     import psycopg
 
-    from shared import charges, db
     from shared.config import get_settings
-    from shared.stripe_api import get_client
+    from shared.payments import charges
+    from shared.platform import db
+    from shared.vendors.stripe import get_client
 
     body = {"amount": 600, "merchant": "api.example.com", "purpose": "tokens", "idempotency_key": uuid.uuid4().hex}
     tx = signed_post(client, agent.api_key, "/v1/payment-request", body).json()

@@ -105,7 +105,8 @@ def test_agent_key_is_not_an_admin_key(client: Any, agent: Agent) -> None:
 
 
 def test_disabled_agent_is_403_agent_disabled(client: Any, agent: Agent) -> None:
-    from shared import auth, db
+    from shared.http import auth
+    from shared.platform import db
 
     with db.connection() as conn:
         conn.execute("UPDATE agents SET is_active = false WHERE id = %s", (agent.id,))
@@ -117,7 +118,7 @@ def test_disabled_agent_is_403_agent_disabled(client: Any, agent: Agent) -> None
 
 @pytest.mark.parametrize("kind", ["apk", "apa"])
 def test_keys_have_the_documented_format_and_only_hashes_are_stored(client: Any, kind: str) -> None:
-    from shared import db
+    from shared.platform import db
 
     org = make_org(client)
     agent = make_agent(client, org)
@@ -136,7 +137,7 @@ def test_keys_have_the_documented_format_and_only_hashes_are_stored(client: Any,
 
 
 def test_one_organizations_agent_cannot_read_anothers_transaction(client: Any) -> None:
-    from shared import db
+    from shared.platform import db
 
     first = make_agent(client, make_org(client))
     second = make_agent(client, make_org(client))

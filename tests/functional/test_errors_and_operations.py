@@ -113,7 +113,7 @@ def test_healthz_is_ok_when_database_and_redis_answer(client: Any) -> None:
 
 
 def _kill_other_backends() -> None:
-    from shared import db
+    from shared.platform import db
 
     with db.connection() as conn:
         conn.execute(
@@ -137,7 +137,7 @@ def test_a_connection_dropped_while_idle_is_replaced_before_use(
 ) -> None:
     import time
 
-    from shared import db
+    from shared.platform import db
 
     monkeypatch.setattr(db, "IDLE_CHECK_SECONDS", 0.2)
     _kill_other_backends()
@@ -156,7 +156,7 @@ def test_unhandled_error_reaches_sentry_and_client_gets_500_without_trace(servic
     import sentry_sdk
     from sentry_sdk.transport import Transport
 
-    from shared import web
+    from shared.http import app as web
 
     captured: list[Any] = []
 
@@ -207,7 +207,7 @@ def test_log_lines_are_json_with_request_and_agent_ids(client: Any, org: Org) ->
     import json
     import logging
 
-    from shared.web import JsonLogFormatter
+    from shared.http.app import JsonLogFormatter
     from tests.conftest import make_agent, signed_get
 
     agent = make_agent(client, org)

@@ -220,8 +220,8 @@ def test_a_signed_payment_request_through_the_handler_is_approved(keys: dict[str
 
 
 def test_the_charge_worker_runs_a_job_delivered_to_its_function_url(keys: dict[str, str]) -> None:
-    from shared import jobs
     from shared.config import get_settings
+    from shared.jobs import outbox as jobs
 
     if "approved_transaction" not in keys:
         test_a_signed_payment_request_through_the_handler_is_approved(keys)
@@ -252,7 +252,7 @@ def test_the_charge_worker_runs_a_job_delivered_to_its_function_url(keys: dict[s
 def test_the_approve_link_through_the_handler_shows_a_page_and_changes_nothing(keys: dict[str, str]) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from shared import approvals
+    from shared.approvals import decisions as approvals
     from shared.config import get_settings
 
     body = json.dumps(
@@ -289,7 +289,7 @@ def test_the_approve_link_through_the_handler_shows_a_page_and_changes_nothing(k
     assert page["headers"]["content-type"].startswith("text/html")
     assert "<form" in page["body"] and "$15.00" in page["body"]
     assert "default-src 'none'" in page["headers"]["content-security-policy"]
-    from shared import db
+    from shared.platform import db
 
     with db.connection() as conn:
         row = conn.execute("SELECT status FROM transactions WHERE id = %s", (tx_id,)).fetchone()

@@ -88,7 +88,7 @@ class QStashSigner(requests.auth.AuthBase):
         self.signing_key = signing_key
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        from shared.jobs import sign_like_qstash
+        from shared.jobs.outbox import sign_like_qstash
 
         body = request.body or b""
         if isinstance(body, str):
@@ -374,7 +374,7 @@ def describe_exchange(path: str, request: Any, response: Any | None) -> str:
     elif path == "/v1/payment-request" or path.startswith("/v1/transactions/"):
         credentials = "agent key, signed: tests.support.signing.signed_headers(key, method, path_with_query, body)"
     elif path.startswith("/v1/jobs/"):
-        credentials = "Upstash-Signature: shared.jobs.sign_like_qstash(url=base_url + path, body=body, ...)"
+        credentials = "Upstash-Signature: shared.jobs.outbox.sign_like_qstash(url=base_url + path, body=body, ...)"
     else:
         credentials = "none"
     lines = [

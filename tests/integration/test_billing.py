@@ -101,7 +101,7 @@ def fake_stripe() -> Iterator[FakeStripe]:
 def production_billing(app: Any, fake_stripe: FakeStripe) -> Iterator[FakeStripe]:
     """The dashboard as outside local mode: Checkout enabled, Stripe = the fake, through the pages' dependencies."""
     from functions.dashboard import web
-    from shared import stripe_api
+    from shared.vendors import stripe as stripe_api
 
     client = stripe_api.create_client("sk_test_recorded", fake_stripe.url)
     app.dependency_overrides[web.stripe_client] = lambda: client
@@ -131,7 +131,7 @@ def log_in(client: Any, org: Org) -> str:
 
 def recorded_customer_without_card(client: Any) -> Org:
     """An organization whose Stripe customer is the recorded one, with no card saved yet."""
-    from shared import db
+    from shared.platform import db
 
     org = make_org(client)
     with db.connection() as conn:
@@ -143,7 +143,7 @@ def recorded_customer_without_card(client: Any) -> Org:
 
 
 def saved_method(org: Org) -> str | None:
-    from shared import db
+    from shared.platform import db
 
     with db.connection() as conn:
         row = conn.execute("SELECT stripe_payment_method_id FROM organizations WHERE id = %s", (org.id,)).fetchone()
@@ -152,7 +152,7 @@ def saved_method(org: Org) -> str | None:
 
 
 def billing_audit(org: Org) -> list[dict[str, Any]]:
-    from shared import db
+    from shared.platform import db
 
     with db.connection() as conn:
         rows = conn.execute(

@@ -11,8 +11,15 @@ from typing import Any
 
 import pytest
 
-from shared import budget
-from shared.redis_store import AsyncRedisPyStore, AsyncRedisStore, InThreadStore, RedisPyStore, RedisStore, UpstashStore
+from shared.budget import engine as budget
+from shared.platform.redis_store import (
+    AsyncRedisPyStore,
+    AsyncRedisStore,
+    InThreadStore,
+    RedisPyStore,
+    RedisStore,
+    UpstashStore,
+)
 from tests.support.upstash_bridge import UpstashBridge
 
 # Today: day keys expire two days after their day, so a fixed date would make Redis drop them at once once it

@@ -16,14 +16,14 @@ PATH = "/v1/payment-request"
 
 
 def pay(client: Any, agent: Agent, amount: int, **kwargs: Any) -> Any:
-    from shared.clock import clock
+    from shared.platform.clock import clock
 
     payload = {"amount": amount, "merchant": "m", "purpose": "p", "idempotency_key": uuid.uuid4().hex}
     return signed_post(client, agent.api_key, PATH, payload, timestamp=int(clock.time()), **kwargs)
 
 
 def audit_count(agent: Agent, action: str) -> int:
-    from shared import db
+    from shared.platform import db
 
     with db.connection() as conn:
         row = conn.execute(
@@ -61,7 +61,8 @@ def test_one_request_over_the_rate_blocks_the_agent_until_unblocked(client: Any)
 
 
 def test_the_block_survives_a_flushed_redis(client: Any) -> None:
-    from shared import auth, budget
+    from shared.budget import engine as budget
+    from shared.http import auth
 
     agent = make_agent(client, make_org(client), max_requests_per_minute=1)
     assert pay(client, agent, 10).status_code == 201
@@ -140,7 +141,7 @@ def test_unknown_agent_ids_are_404(client: Any, agent: Agent) -> None:
 # The organization's calendar day ------------------------------------------------------------------------------
 @pytest.fixture()
 def clock_travel() -> Iterator[Any]:
-    from shared.clock import clock
+    from shared.platform.clock import clock
 
     def travel(seconds: float) -> None:
         clock.offset_seconds += seconds
@@ -152,7 +153,7 @@ def clock_travel() -> Iterator[Any]:
 def _travel_to(local: datetime) -> None:
     import time
 
-    from shared.clock import clock
+    from shared.platform.clock import clock
 
     clock.offset_seconds = local.timestamp() - time.time()
 
@@ -203,7 +204,7 @@ def test_daily_limit_resets_at_local_midnight_on_dst_days(
     _travel_to(next_day)
     assert pay(client, agent, 1000).status_code == 201
 
-    from shared import db
+    from shared.platform import db
 
     with db.connection() as conn:
         days = conn.execute(
@@ -220,7 +221,7 @@ def test_daily_limit_resets_at_local_midnight_on_dst_days(
 def test_day_keys_expire_two_days_after_the_local_day() -> None:
     from datetime import date
 
-    from shared import budget
+    from shared.budget import engine as budget
 
     expire_at = budget.day_keys_expire_at("America/New_York", date(2026, 3, 7))
     assert datetime.fromtimestamp(expire_at, ZoneInfo("America/New_York")) == datetime(

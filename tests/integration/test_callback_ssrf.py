@@ -114,7 +114,7 @@ def refusal_of(response: Any, agent: Agent) -> str:
 def stored_event(client: Any, agent: Agent, callback_url: str) -> str:
     """A completed payment's webhook event, its row holding `callback_url` as an older release would have stored it
     (before the rule existed). Its delivery job is left to the test."""
-    from shared import db
+    from shared.platform import db
 
     created = signed_post(client, agent.api_key, PAY, pay_payload(callback_url="http://127.0.0.1:9/unused"))
     assert created.status_code == 201, created.text
@@ -131,7 +131,7 @@ def stored_event(client: Any, agent: Agent, callback_url: str) -> str:
 
 
 def dead_letters_of(event_id: str) -> list[str]:
-    from shared import db
+    from shared.platform import db
 
     with db.connection() as conn:
         rows = conn.execute(
@@ -141,8 +141,8 @@ def dead_letters_of(event_id: str) -> list[str]:
 
 
 def local_policy() -> Any:
-    from shared.callback_destinations import CallbackPolicy
     from shared.config import get_settings
+    from shared.notify.destinations import CallbackPolicy
 
     return CallbackPolicy.for_settings(get_settings())
 
@@ -236,8 +236,8 @@ def test_in_local_mode_a_stored_callback_to_an_embedded_service_is_never_deliver
 def test_a_public_looking_name_that_resolves_inside_is_refused_and_logged_once(
     client: Any, roomy_agent: Agent, receivers: Any, caplog: pytest.LogCaptureFixture, mode: str
 ) -> None:
-    from shared import webhooks
-    from shared.callback_destinations import CallbackPolicy
+    from shared.notify import webhooks
+    from shared.notify.destinations import CallbackPolicy
 
     receiver = receivers("127.0.0.1")
     event_id = stored_event(client, roomy_agent, f"https://hooks.example.com:{receiver.port}/hook?token=s3cret")
@@ -258,7 +258,7 @@ def test_dns_rebinding_the_post_goes_to_the_address_that_was_checked(
     client: Any, roomy_agent: Agent, receivers: Any
 ) -> None:
     """The name is resolved once; the connection goes to that answer, whatever the name resolves to afterwards."""
-    from shared import webhooks
+    from shared.notify import webhooks
 
     later = receivers("127.0.0.1")  # where the system resolver (and a second lookup) would send it
     checked = receivers("127.0.0.2", later.port)  # the same port: only the address tells them apart
@@ -275,8 +275,8 @@ def test_dns_rebinding_a_public_name_connects_to_the_checked_public_address(
     client: Any, roomy_agent: Agent, receivers: Any
 ) -> None:
     """Through a real forward proxy on loopback, which shows where the client asked to connect (no traffic leaves)."""
-    from shared import webhooks
-    from shared.callback_destinations import CallbackPolicy
+    from shared.notify import webhooks
+    from shared.notify.destinations import CallbackPolicy
 
     proxy = receivers("127.0.0.1")
     event_id = stored_event(client, roomy_agent, "https://hooks.example.com/hook")

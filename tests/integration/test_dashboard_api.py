@@ -25,7 +25,7 @@ def pay(client: Any, agent: Agent, amount: int, **fields: Any) -> Any:
 def bulk_insert(agent: Agent, count: int, *, base: str = "2025-01-01T00:00:00Z", tie_every: int = 0) -> list[str]:
     """`count` approved transactions one second apart (older as g grows); with `tie_every`, runs of rows share a
     created_at so only the id orders them."""
-    from shared import db
+    from shared.platform import db
 
     step = "(g / %(tie)s)" if tie_every else "g"
     with db.connection() as conn:
@@ -133,7 +133,7 @@ def test_a_thousand_transactions_page_exactly_once_while_new_ones_arrive(client:
     assert pages >= 40 and len(first_page) == 25
 
     # The order is (created_at DESC, id DESC), ties included.
-    from shared import db
+    from shared.platform import db
 
     with db.connection() as conn:
         rows = conn.execute(
@@ -275,7 +275,8 @@ def test_audit_log_lists_newest_first_with_filters_and_pages(client: Any, agent:
 
 
 def test_audit_csv_streams_every_entry_with_a_header_and_no_formulas(client: Any, agent: Agent) -> None:
-    from shared import audit, db
+    from shared.audit import log as audit
+    from shared.platform import db
 
     org = agent.org
     pay(client, agent, 100)
@@ -411,7 +412,7 @@ def test_logout_ends_the_session(client: Any, org: Org) -> None:
 
 # Server-side sessions: logout, expiry and key changes end them ------------------------------------------------------
 def sessions_of(org: Org) -> list[dict[str, Any]]:
-    from shared import db
+    from shared.platform import db
 
     with db.connection() as conn:
         return conn.execute("SELECT * FROM web_sessions WHERE organization_id = %s", (org.id,)).fetchall()
@@ -444,7 +445,7 @@ def test_a_cookie_copied_before_logout_is_refused_after_it(client: Any, agent: A
 
 
 def test_an_expired_session_is_refused(client: Any, org: Org) -> None:
-    from shared import db
+    from shared.platform import db
 
     token = log_in(client, org)
     with db.connection() as conn:
@@ -457,7 +458,7 @@ def test_an_expired_session_is_refused(client: Any, org: Org) -> None:
 
 
 def test_changing_the_admin_key_ends_the_sessions_opened_with_the_old_one(client: Any, agent: Agent) -> None:
-    from shared import db
+    from shared.platform import db
 
     token = log_in(client, agent.org)
     with db.connection() as conn:
@@ -471,7 +472,8 @@ def test_changing_the_admin_key_ends_the_sessions_opened_with_the_old_one(client
 def test_revoking_an_organizations_sessions_ends_all_of_them_and_no_one_elses(app: Any, client: Any, org: Org) -> None:
     from fastapi.testclient import TestClient
 
-    from shared import dashboard, db
+    from shared.accounts import dashboard
+    from shared.platform import db
 
     other_org = make_org(client)
     log_in(client, org)
@@ -507,9 +509,9 @@ def test_the_database_holds_no_cookie_that_opens_a_session(client: Any, org: Org
 
 
 def test_the_sweep_deletes_sessions_a_day_after_they_expired(client: Any, org: Org) -> None:
-    from shared import db
     from shared.config import get_settings
-    from shared.sweep import run_sweep
+    from shared.payments.sweep import run_sweep
+    from shared.platform import db
 
     log_in(client, org)
     log_in(client, org)
@@ -778,7 +780,7 @@ def test_every_dashboard_page_and_error_page_sends_the_isolation_headers(client:
 def test_approval_link_pages_send_the_isolation_headers(client: Any, agent: Agent) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from shared import approvals
+    from shared.approvals import decisions as approvals
     from shared.config import get_settings
 
     tx = pay(client, agent, 1500).json()

@@ -97,8 +97,9 @@ def assert_clean(response: Any, *keys: str) -> None:
 
 def fingerprint(agent: Agent) -> tuple[Any, ...]:
     """What a refused request must leave as it was: the agent's transactions, its day's counter, its key and flags."""
-    from shared import budget, db
-    from shared.clock import clock
+    from shared.budget import engine as budget
+    from shared.platform import db
+    from shared.platform.clock import clock
 
     with db.connection() as conn:
         txs = conn.execute(
@@ -323,7 +324,7 @@ def test_valid_hostile_callback_url_is_stored_verbatim(client: Any, roomy_agent:
     response = signed_post(client, roomy_agent.api_key, PAY, pay_payload(callback_url=url))
     assert_clean(response, roomy_agent.api_key)
     assert response.status_code == 201
-    from shared import db
+    from shared.platform import db
 
     with db.connection() as conn:
         row = conn.execute("SELECT callback_url FROM transactions WHERE id = %s", (response.json()["id"],)).fetchone()
@@ -450,7 +451,7 @@ def test_hostile_names_are_stored_verbatim(client: Any, field: str, value: str) 
 
 
 def _org_count() -> int:
-    from shared import db
+    from shared.platform import db
 
     with db.connection() as conn:
         row = conn.execute("SELECT count(*) AS n FROM organizations").fetchone()
@@ -676,7 +677,7 @@ def test_approval_tokens_that_are_not_ours_change_nothing(client: Any, agent: Ag
 
 # Signatures replayed ------------------------------------------------------------------------------------------
 def test_a_captured_signed_request_cannot_be_replayed_late_or_moved(client: Any, agent: Agent) -> None:
-    from shared.clock import clock
+    from shared.platform.clock import clock
 
     body = encode(pay_payload())
     headers = signed_headers(agent.api_key, "POST", PAY, body)

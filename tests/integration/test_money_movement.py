@@ -51,15 +51,15 @@ def stripe_intents_for(services: Any, tx_id: str) -> list[dict[str, Any]]:
 
 
 def spent(agent: Agent) -> int:
-    from shared import budget
-    from shared.clock import clock
+    from shared.budget import engine as budget
+    from shared.platform.clock import clock
 
     return budget.get_engine().spent(uuid.UUID(agent.id), budget.budget_day("UTC", clock.now()))
 
 
 def outbox_email(tx_id: str) -> dict[str, Any]:
     from shared.config import get_settings
-    from shared.email import outbox_file_name
+    from shared.notify.email import outbox_file_name
 
     path = Path(get_settings().outbox_dir) / outbox_file_name(f"approval-{tx_id}")
     result: dict[str, Any] = json.loads(path.read_text())
@@ -79,7 +79,7 @@ def local_path(url: str) -> str:
 
 
 def audit_actions(tx_id: str) -> list[str]:
-    from shared import db
+    from shared.platform import db
 
     with db.connection() as conn:
         rows = conn.execute(
@@ -127,7 +127,7 @@ def test_large_amount_goes_through_email_page_and_approval(client: Any, agent: A
 
 
 def test_decline_link_frees_the_hold_once_and_records_the_reason(client: Any, agent: Agent) -> None:
-    from shared import db
+    from shared.platform import db
 
     tx = pay(client, agent, 1500).json()
     deliver_pending(client, tx["id"])
@@ -241,7 +241,7 @@ def test_bad_tokens_change_nothing(client: Any, agent: Agent, kind: str, status:
 
 # I4: exactly one charge ---------------------------------------------------------------------------------------
 def test_same_charge_job_three_times_concurrently_makes_one_payment_intent(live_servers: Any, services: Any) -> None:
-    from shared import jobs
+    from shared.jobs import outbox as jobs
 
     with httpx.Client(base_url=live_servers[0].base_url) as http:
         agent = make_agent(http, make_org(http))
@@ -304,13 +304,14 @@ def test_a_worker_killed_after_stripe_answered_is_retried_without_a_second_charg
     import subprocess
     import sys
 
-    from shared import db
+    from shared.platform import db
     from tests.conftest import REPO
 
     tx = pay(client, agent, 900).json()
     script = f"""
 import os, uuid
-from shared import charges, stripe_api
+from shared.payments import charges
+from shared.vendors import stripe as stripe_api
 from shared.config import get_settings
 def die(*args, **kwargs):
     os._exit(9)  # the process dies between Stripe's answer and the database update
@@ -339,8 +340,8 @@ charges.charge_transaction(stripe_api.get_client(), uuid.UUID("{tx["id"]}"), set
 def test_the_stripe_call_carries_our_idempotency_key(client: Any, agent: Agent, services: Any) -> None:
     import stripe
 
-    from shared import charges
     from shared.config import get_settings
+    from shared.payments import charges
 
     seen: list[tuple[str, str, str | None]] = []
 
@@ -376,7 +377,8 @@ def test_an_already_completed_transaction_is_acknowledged_without_charging(
 
 # I7: a hold is freed exactly once -----------------------------------------------------------------------------
 def _declining_org(client: Any) -> Any:
-    from shared import db, stripe_api
+    from shared.platform import db
+    from shared.vendors import stripe as stripe_api
 
     org = make_org(client)
     stripe = stripe_api.get_client()
@@ -406,7 +408,7 @@ def test_a_card_decline_declines_with_charge_failed_and_frees_the_hold_once(clie
 
 
 def test_no_saved_payment_method_declines_with_a_clear_message(client: Any) -> None:
-    from shared import db
+    from shared.platform import db
 
     org = make_org(client)
     with db.connection() as conn:
@@ -423,9 +425,9 @@ def test_no_saved_payment_method_declines_with_a_clear_message(client: Any) -> N
 
 
 def test_timeout_frees_the_hold_once_even_when_the_sweep_runs_twice(client: Any, agent: Agent) -> None:
-    from shared.clock import clock
     from shared.config import get_settings
-    from shared.sweep import run_sweep
+    from shared.payments.sweep import run_sweep
+    from shared.platform.clock import clock
 
     tx = pay(client, agent, 1500).json()
     other = pay(client, agent, 100).json()
@@ -455,10 +457,10 @@ def links_or_none(client: Any, tx_id: str) -> tuple[str | None, str | None]:
 
 
 def test_the_sweep_redrives_an_approved_transaction_whose_job_was_lost(client: Any, agent: Agent) -> None:
-    from shared import db
-    from shared.clock import clock
     from shared.config import get_settings
-    from shared.sweep import run_sweep
+    from shared.payments.sweep import run_sweep
+    from shared.platform import db
+    from shared.platform.clock import clock
 
     tx = pay(client, agent, 400).json()
     with db.connection() as conn:  # the job vanished: QStash never got it
@@ -476,10 +478,10 @@ def test_the_sweep_redrives_an_approved_transaction_whose_job_was_lost(client: A
 def test_the_sweep_does_not_redrive_a_charge_whose_job_still_waits_in_the_outbox(client: Any, agent: Agent) -> None:
     """A backlog (a Stripe outage, a slow dispatcher) is not a lost job: re-driving it every pass would add a new
     job per transaction per pass, and the dispatcher would fall further behind with each one."""
-    from shared import db
-    from shared.clock import clock
     from shared.config import get_settings
-    from shared.sweep import run_sweep
+    from shared.payments.sweep import run_sweep
+    from shared.platform import db
+    from shared.platform.clock import clock
 
     tx = pay(client, agent, 400).json()
     clock.offset_seconds = 600
@@ -503,9 +505,10 @@ def test_the_sweep_publishes_again_a_job_unpublished_for_longer_than_job_republi
 ) -> None:
     """A dispatcher's queue dies with its process (a killed local server): the sweep publishes those jobs again once
     they have waited JOB_REPUBLISH_SECONDS, and leaves younger ones to the publisher still at work."""
-    from shared import db, jobs
     from shared.config import get_settings
-    from shared.sweep import run_sweep
+    from shared.jobs import outbox as jobs
+    from shared.payments.sweep import run_sweep
+    from shared.platform import db
 
     tx = pay(client, agent, 400).json()
     published: list[str] = []
@@ -538,11 +541,11 @@ def test_the_sweep_publishes_again_a_job_unpublished_for_longer_than_job_republi
 
 
 def test_the_sweep_frees_a_hold_whose_request_died_before_its_row(client: Any, agent: Agent) -> None:
-    from shared import budget
-    from shared.aio import close_loop_clients
-    from shared.clock import clock
+    from shared.budget import engine as budget
     from shared.config import get_settings
-    from shared.sweep import run_sweep
+    from shared.payments.sweep import run_sweep
+    from shared.platform.aio import close_loop_clients
+    from shared.platform.clock import clock
 
     assert pay(client, agent, 100).status_code == 201
     day = budget.budget_day("UTC", clock.now())
@@ -666,9 +669,9 @@ def test_an_auto_approved_payment_sends_completed_without_approved(client: Any, 
 
 
 def test_circuit_breaker_block_emails_the_admin(client: Any) -> None:
-    from shared import db
     from shared.config import get_settings
-    from shared.email import outbox_file_name
+    from shared.notify.email import outbox_file_name
+    from shared.platform import db
 
     agent = make_agent(client, make_org(client), max_requests_per_minute=1)
     assert pay(client, agent, 10).status_code == 201
@@ -686,13 +689,13 @@ def test_circuit_breaker_block_emails_the_admin(client: Any) -> None:
 
 
 def test_outside_local_mode_a_callback_into_a_private_network_is_refused(client: Any, agent: Agent) -> None:
-    from shared import webhooks
+    from shared.notify import webhooks
 
     tx = pay(client, agent, 1500, callback_url="http://127.0.0.1:9/hooks").json()
     deliver_pending(client, tx["id"])
     approve_url, _ = links(tx["id"])
     client.post(local_path(approve_url))
-    from shared import db
+    from shared.platform import db
 
     with db.connection() as conn:
         event = conn.execute("SELECT id FROM webhook_events WHERE transaction_id = %s LIMIT 1", (tx["id"],)).fetchone()
@@ -705,9 +708,10 @@ def test_the_sweep_publishing_again_a_job_the_dispatcher_still_holds_does_not_qu
     """Behind a backlog (a Stripe outage holds the dispatcher's threads in retries) a job stays unpublished until it
     is delivered, and the sweep publishes the oldest unpublished jobs again on every pass. Queueing every copy made
     the queue grow faster than it drained, so after the long chaos run 46 approved transactions were never charged."""
-    from shared import db, jobs
     from shared.config import get_settings
-    from shared.sweep import run_sweep
+    from shared.jobs import outbox as jobs
+    from shared.payments.sweep import run_sweep
+    from shared.platform import db
 
     with db.connection() as conn:
         stuck = jobs.enqueue(conn, jobs.approval_email_job(uuid.uuid4()))
@@ -733,8 +737,8 @@ def test_the_local_sweep_schedule_survives_a_pass_that_fails_unexpectedly(
 ) -> None:
     """A pass that raises what no part expected (a bug, a driver error) must not end the server's sweeps: approved
     transactions would then never be re-driven."""
-    from shared import sweep
     from shared.config import get_settings
+    from shared.payments import sweep
 
     passes: list[int] = []
     stop = threading.Event()

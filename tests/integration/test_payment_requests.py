@@ -20,7 +20,7 @@ def pay(client: Any, agent: Agent, amount: int, key: str | None = None, **fields
 
 
 def audit_actions(transaction_id: str) -> list[str]:
-    from shared import db
+    from shared.platform import db
 
     with db.connection() as conn:
         rows = conn.execute(
@@ -30,8 +30,8 @@ def audit_actions(transaction_id: str) -> list[str]:
 
 
 def spent_counter(agent: Agent) -> int:
-    from shared import budget
-    from shared.clock import clock
+    from shared.budget import engine as budget
+    from shared.platform.clock import clock
 
     day = budget.budget_day(agent.org.body["organization"]["timezone"], clock.now())
     return budget.get_engine().spent(uuid.UUID(agent.id), day)
@@ -211,7 +211,7 @@ def test_repeat_with_other_parameters_is_409(client: Any, agent: Agent) -> None:
 
 
 def test_replay_after_a_state_change_returns_the_new_state(client: Any, agent: Agent) -> None:
-    from shared import db
+    from shared.platform import db
 
     tx = pay(client, agent, 300, key="order-3").json()
     with db.connection() as conn:
@@ -245,7 +245,7 @@ def test_twenty_concurrent_requests_with_one_key_make_one_transaction_and_one_ho
 ) -> None:
     import httpx
 
-    from shared import db
+    from shared.platform import db
     from tests.support.signing import encode, signed_headers
 
     with httpx.Client(base_url=live_servers[0].base_url) as http:
@@ -294,7 +294,7 @@ def _hundred_concurrent(base_urls: list[str]) -> tuple[Agent, list[int]]:
 
 
 def _held_in_postgres(agent: Agent) -> int:
-    from shared import db
+    from shared.platform import db
 
     with db.connection() as conn:
         row = conn.execute(
@@ -320,7 +320,7 @@ def test_hundred_concurrent_requests_approve_exactly_fifty_across_two_processes(
 
 # Redis loss (I5) ----------------------------------------------------------------------------------------------
 def test_flushed_redis_is_rebuilt_from_postgres_before_deciding(client: Any, agent: Agent) -> None:
-    from shared import budget
+    from shared.budget import engine as budget
 
     for _ in range(3):
         assert pay(client, agent, 1000).status_code == 201
@@ -336,8 +336,8 @@ def test_flushed_redis_is_rebuilt_from_postgres_before_deciding(client: Any, age
 
 
 def test_flush_keeps_pending_holds_releasable(client: Any, agent: Agent) -> None:
-    from shared import budget
-    from shared.clock import clock
+    from shared.budget import engine as budget
+    from shared.platform.clock import clock
 
     pending = pay(client, agent, 1500, key="held-then-flushed").json()
     budget.get_engine().store.flushall()
@@ -350,7 +350,7 @@ def test_flush_keeps_pending_holds_releasable(client: Any, agent: Agent) -> None
 
 # Fail closed (I6) ---------------------------------------------------------------------------------------------
 def _row_count(agent: Agent) -> int:
-    from shared import db
+    from shared.platform import db
 
     with db.connection() as conn:
         row = conn.execute("SELECT count(*) AS n FROM transactions WHERE agent_id = %s", (agent.id,)).fetchone()
@@ -388,7 +388,7 @@ def _when_database_is_back(send: Any, within: float = 15.0) -> Any:
 
 
 def test_postgres_down_is_503_and_the_hold_is_given_back(client: Any, agent: Agent, stack: Any) -> None:
-    from shared import auth
+    from shared.http import auth
 
     assert pay(client, agent, 100).status_code == 201  # the agent is now in the auth cache
     stack.stop_postgres()
@@ -439,7 +439,7 @@ def test_an_agent_cannot_read_another_agents_transaction_in_its_own_org(client: 
 
 # Audit (I3) ---------------------------------------------------------------------------------------------------
 def test_every_authenticated_payment_request_leaves_an_audit_entry(client: Any) -> None:
-    from shared import db
+    from shared.platform import db
 
     # Requests refused before a decision (422) do not count towards the circuit breaker's rate.
     agent = make_agent(client, make_org(client), max_requests_per_minute=6)
@@ -491,7 +491,7 @@ def test_every_authenticated_payment_request_leaves_an_audit_entry(client: Any) 
 def test_audit_entries_cannot_be_changed_or_deleted(client: Any, agent: Agent) -> None:
     import psycopg
 
-    from shared import db
+    from shared.platform import db
 
     tx = pay(client, agent, 100).json()
     with db.connection() as conn:
@@ -597,7 +597,7 @@ def test_a_json_type_with_parameters_or_a_suffix_is_json(client: Any, agent: Age
 def test_a_failure_after_the_reservation_gives_the_hold_back(
     client: Any, agent: Agent, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from shared import payments
+    from shared.payments import requests as payments
 
     async def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("a bug between the budget decision and the row")

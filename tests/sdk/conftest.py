@@ -65,7 +65,7 @@ def outbox_dir() -> Path:
 
 def approval_links(tx_id: str, *, timeout: float = 20.0) -> tuple[str, str]:
     """The approve and decline URLs of the transaction's approval email, once the email worker has written it."""
-    from shared.email import outbox_file_name
+    from shared.notify.email import outbox_file_name
 
     path = outbox_dir() / outbox_file_name(f"approval-{tx_id}")
     deadline = time.monotonic() + timeout
@@ -88,7 +88,7 @@ def click_approve(tx_id: str) -> dict[str, Any]:
 
 
 def pending_ids(agent_id: str) -> list[str]:
-    from shared import db
+    from shared.platform import db
 
     with db.connection() as conn:
         rows = conn.execute(
@@ -131,7 +131,7 @@ class Approver:
 
 
 def transaction_rows(agent_id: str, idempotency_key: str) -> list[dict[str, Any]]:
-    from shared import db
+    from shared.platform import db
 
     with db.connection() as conn:
         rows = conn.execute(

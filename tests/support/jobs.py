@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from shared import jobs
 from shared.config import get_settings
+from shared.jobs import outbox as jobs
 
 
 def signed_job_headers(url: str, body: bytes, *, key: str | None = None) -> dict[str, str]:
@@ -25,7 +25,7 @@ def post_job(client: Any, job_type: str, payload: dict[str, Any], *, base_url: s
 
 def deliver_pending(client: Any, transaction_id: str, *, rounds: int = 5) -> list[Any]:
     """Deliver a transaction's unpublished jobs (and the jobs those cause), like QStash would, until none is left."""
-    from shared import db
+    from shared.platform import db
 
     responses = []
     for _ in range(rounds):

@@ -10,8 +10,11 @@ from typing import Any
 def use_services(found: Any, home: Path) -> None:
     """Every setting to the embedded services, every cached client forgotten, the schema up to date."""
     from devtools.migrate import apply_migrations
-    from shared import aio, auth, budget, db, redis_store, stripe_api
+    from shared.budget import engine as budget
     from shared.config import get_settings
+    from shared.http import auth
+    from shared.platform import aio, db, redis_store
+    from shared.vendors import stripe as stripe_api
 
     os.environ.update(
         {

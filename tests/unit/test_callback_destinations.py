@@ -6,9 +6,9 @@ import ipaddress
 
 import pytest
 
-from shared.callback_destinations import CallbackPolicy, check_resolved, check_url, host_address
 from shared.config import Settings
 from shared.errors import CallbackUrlRefused, ValidationFailed
+from shared.notify.destinations import CallbackPolicy, check_resolved, check_url, host_address
 from tests.support.internal_addresses import INTERNAL_CALLBACK_URLS
 
 PRODUCTION = CallbackPolicy()

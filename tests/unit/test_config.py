@@ -112,7 +112,7 @@ def test_a_stripe_that_never_answers_is_given_up_on_after_the_configured_timeout
 
     import stripe
 
-    from shared.stripe_api import create_client
+    from shared.vendors.stripe import create_client
 
     listener = socket.create_server(("127.0.0.1", 0))
     held: list[socket.socket] = []

@@ -10,7 +10,7 @@ import unicodedata
 import jinja2
 import pytest
 
-from shared import display_text
+from shared.platform import display_text
 from tests.conftest import REPO
 
 REFUSED_CATEGORIES = {"Cc", "Cf", "Zl", "Zp"}

@@ -16,18 +16,17 @@ from typing import Any
 import pytest
 import resend
 
-from shared.approval_pages import page_css, page_security_headers, render_confirm_page, render_result_page
+from shared.approvals.pages import page_css, page_security_headers, render_confirm_page, render_result_page
 from shared.config import Settings, load_settings
-from shared.email import (
+from shared.notify.email import (
     Email,
     EmailDeliveryFailed,
-    format_local_time,
-    format_money,
     render_approval_email,
     render_block_alert,
     send_email,
     summarize_context,
 )
+from shared.rendering import format_local_time, format_money
 
 APPROVE_URL = "https://pay.example.com/v1/approve/eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ0eC0xIn0.c2ln"
 DECLINE_URL = "https://pay.example.com/v1/decline/eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ0eC0xIn0.ZGVj"

@@ -6,8 +6,8 @@ import hashlib
 
 import pytest
 
-from shared import auth
 from shared.errors import InvalidSignature, TimestampOutOfRange
+from shared.http import auth
 from tests.support.signing import signature
 
 

@@ -1,4 +1,4 @@
-"""Every place that spells out statuses and decision reasons agrees with shared/outcomes.py, the one definition.
+"""Every place that spells out statuses and decision reasons agrees with shared/policy/outcomes.py, the one definition.
 
 A new decline reason (the coming policies add several) must reach all of them: this test names the one it missed."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 import re
 import typing
 
-from shared import api_schema
-from shared.outcomes import BUDGET_DECLINES, TERMINAL, DecisionReason, Status
+from shared.http import schema as api_schema
+from shared.policy.outcomes import BUDGET_DECLINES, TERMINAL, DecisionReason, Status
 from tests.conftest import REPO
 
 REASONS = {reason.value for reason in DecisionReason}
@@ -29,7 +29,7 @@ def test_the_database_refuses_exactly_the_other_values() -> None:
 
 
 def test_the_budget_script_declines_with_the_budget_reasons() -> None:
-    script = (REPO / "shared" / "reserve_budget.lua").read_text()
+    script = (REPO / "shared" / "budget" / "reserve_budget.lua").read_text()
     declines = {name for name in re.findall(r"return \{'([a-z_]+)'", script) if name.endswith("_exceeded")}
     assert declines == {reason.value for reason in BUDGET_DECLINES}
 

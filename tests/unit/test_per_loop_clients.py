@@ -1,4 +1,5 @@
-"""shared.aio.PerLoop: each event loop gets its own client, concurrent first uses share one, failures are retried."""
+"""shared.platform.aio.PerLoop: each event loop gets its own client, concurrent first uses share one, failures are
+retried."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 
 import pytest
 
-from shared.aio import PerLoop, close_loop_clients
+from shared.platform.aio import PerLoop, close_loop_clients
 from tests.support.loops import run_in_own_loop
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from shared import auth
+from shared.http import auth
 from tests.conftest import REPO
 
 SIGNATURES = json.loads((REPO / "sdk/testdata/signatures.json").read_text())
