@@ -1,0 +1,1 @@
+"""Who uses AgentPay: organizations, their agents and keys, their card (billing), and what their admins read."""

@@ -1,0 +1,1 @@
+"""What every function's FastAPI app is made of: the app factory, authentication, throttling, health, the schema."""

@@ -1,0 +1,1 @@
+"""Background jobs: the outbox, publishing to QStash (or the local dispatcher), and verifying deliveries."""

@@ -1,0 +1,1 @@
+"""A payment from request to money moved: the request and its decision, state changes, charges, the sweep."""
