@@ -38,6 +38,7 @@ from shared.http.app import PAGE_ISOLATION_HEADERS, request_id_of
 from shared.http.deps import SettingsDep, client_address
 from shared.jobs import outbox as jobs
 from shared.platform import db
+from shared.policy.limits import DEFAULT_MAX_REQUESTS_PER_MINUTE, Limits
 from shared.rendering import local_time
 from shared.vendors import stripe as stripe_api
 
@@ -574,7 +575,7 @@ def _cents(value: str, field: str) -> int:
     return int(amount * 100)
 
 
-def _limits_from(form: dict[str, str]) -> tuple[agents.Limits | None, dict[str, str]]:
+def _limits_from(form: dict[str, str]) -> tuple[Limits | None, dict[str, str]]:
     """The limits of a form, checked by the same rules as the API; the API's messages per field otherwise."""
     errors: dict[str, str] = {}
     cents: dict[str, int] = {}
@@ -583,12 +584,12 @@ def _limits_from(form: dict[str, str]) -> tuple[agents.Limits | None, dict[str, 
             cents[field] = _cents(form.get(field, ""), field)
         except ValidationFailed as exc:
             errors[field] = exc.errors[0]["message"]
-    rate_text = form.get("max_requests_per_minute", "").strip() or str(agents.DEFAULT_MAX_REQUESTS_PER_MINUTE)
+    rate_text = form.get("max_requests_per_minute", "").strip() or str(DEFAULT_MAX_REQUESTS_PER_MINUTE)
     rate = int(rate_text) if rate_text.isdigit() else 0
     if errors:
         return None, errors
     try:
-        limits = agents.Limits(
+        limits = Limits(
             daily_limit_cents=cents["daily_limit"],
             per_tx_limit_cents=cents["per_transaction_limit"],
             approval_threshold_cents=cents["approval_threshold"],

@@ -21,7 +21,7 @@ from upstash_redis import Redis as UpstashRedis
 from upstash_redis.errors import UpstashError
 
 from shared.config import get_settings
-from shared.errors import BudgetUnavailable
+from shared.errors import BudgetUnavailable, CommandError, ScriptError
 from shared.platform.aio import PerLoop, run_blocking
 
 T = TypeVar("T")
@@ -37,23 +37,6 @@ HEALTH_CHECK_INTERVAL_S = 30  # a pooled connection idle longer than this is PIN
 
 # Redis error codes (a reply's first word) meaning the server cannot answer now, not a wrong command.
 _UNAVAILABLE_CODES = frozenset({"LOADING", "BUSY", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "OOM"})
-
-
-class CommandError(Exception):
-    """Redis refused a command (wrong type, bad syntax): a bug to fix, not an outage."""
-
-    def __init__(self, message: str, *, code: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
-
-
-class ScriptError(CommandError):
-    """A Lua script raised an error or ran a command Redis refused."""
-
-    def __init__(self, message: str, *, code: str, script: str) -> None:
-        super().__init__(message, code=code)
-        self.script = script
 
 
 @dataclass(frozen=True)

