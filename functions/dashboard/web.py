@@ -22,7 +22,7 @@ from fastapi.routing import APIRoute
 from pydantic import EmailStr, TypeAdapter, ValidationError
 
 from shared import rendering
-from shared.accounts import agents, billing, dashboard, organizations
+from shared.accounts import agents, billing, dashboard, organizations, sessions
 from shared.approvals import decisions as approvals
 from shared.config import Settings, get_settings
 from shared.errors import (
@@ -263,14 +263,14 @@ def _secret(settings: Settings) -> str:
 def signed_in(request: Request) -> SignedIn:
     secret = _secret(get_settings())
     with db.connection() as conn:
-        session = dashboard.load_session(conn, request.cookies.get(SESSION_COOKIE))
+        session = sessions.load_session(conn, request.cookies.get(SESSION_COOKIE))
     if session is None:
         raise LoginRequired()
     return SignedIn(
         organization_id=session.organization_id,
         organization=session.organization,
         session_id=session.session_id,
-        csrf=dashboard.session_csrf_token(secret, session.session_id),
+        csrf=sessions.session_csrf_token(secret, session.session_id),
     )
 
 
@@ -288,7 +288,7 @@ async def checked_form(request: Request, who: SignedInDep) -> dict[str, str]:
 async def checked_anonymous_form(request: Request) -> dict[str, str]:
     """Sign-up and login forms: the token is bound to a random SameSite=Strict cookie set with the form."""
     form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
-    if not dashboard.csrf_valid(_secret(get_settings()), request.cookies.get(FORM_COOKIE), form.get("csrf_token")):
+    if not sessions.csrf_valid(_secret(get_settings()), request.cookies.get(FORM_COOKIE), form.get("csrf_token")):
         raise CsrfRejected()
     return form
 
@@ -312,7 +312,7 @@ def _set_cookie(response: Response, name: str, value: str, *, max_age: int | Non
 def anonymous_page(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     """A page with a form shown before login; gives the browser the cookie its CSRF token is bound to."""
     binding = request.cookies.get(FORM_COOKIE) or secrets.token_hex(16)
-    response = render(name, status_code, csrf=dashboard.csrf_token(_secret(get_settings()), binding), **context)
+    response = render(name, status_code, csrf=sessions.csrf_token(_secret(get_settings()), binding), **context)
     if request.cookies.get(FORM_COOKIE) != binding:
         _set_cookie(response, FORM_COOKIE, binding, max_age=None)
     return response
@@ -403,7 +403,7 @@ def login(request: Request, form: AnonymousFormDep) -> Response:
     try:
         admin = auth.authenticate_admin(f"Bearer {key}")
         with db.connection() as conn:
-            session = dashboard.open_session(
+            session = sessions.open_session(
                 conn, organization_id=admin.organization_id, admin_key_hash=auth.hash_key(key)
             )
     except AuthenticationFailed as failure:
@@ -421,7 +421,7 @@ def login(request: Request, form: AnonymousFormDep) -> Response:
             message = "That is an agent key. Log in with your organization's admin key (it starts with apa_)."
         return anonymous_page(request, "login.html", 401, error=message, notice=None)
     response = see_other("/dashboard")
-    _set_cookie(response, SESSION_COOKIE, session.token, max_age=dashboard.SESSION_MAX_AGE_SECONDS)
+    _set_cookie(response, SESSION_COOKIE, session.token, max_age=sessions.SESSION_MAX_AGE_SECONDS)
     return response
 
 
@@ -429,7 +429,7 @@ def login(request: Request, form: AnonymousFormDep) -> Response:
 def logout(who: SignedInDep, form: FormDep) -> Response:
     # Ended in the database first: a copy of the cookie (another tab, a stolen one) is refused from now on.
     with db.connection() as conn:
-        dashboard.revoke_session(conn, session_id=who.session_id)
+        sessions.revoke_session(conn, session_id=who.session_id)
     response = see_other("/dashboard/login", notice="logged_out")
     response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
     return response
