@@ -59,10 +59,10 @@ def test_the_python_sdk_knows_the_budget_reasons_and_the_terminal_statuses() -> 
 
 
 def test_the_dashboard_labels_every_value() -> None:
-    from functions.dashboard import pages
+    from functions.dashboard.pages import common
 
-    assert set(pages.DECISION_REASONS) == REASONS
-    assert set(pages.STATUS_LABELS) == STATUSES
+    assert set(common.DECISION_REASONS) == REASONS
+    assert set(common.STATUS_LABELS) == STATUSES
 
 
 def test_the_typescript_sdk_types_every_value() -> None:

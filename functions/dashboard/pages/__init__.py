@@ -2,26 +2,40 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import secrets
 import time
-import uuid
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
-from functools import cache
 from typing import Annotated, Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import stripe
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
-from fastapi.routing import APIRoute
 from pydantic import EmailStr, TypeAdapter, ValidationError
 
-from shared import rendering
+from functions.dashboard.pages import common
+from functions.dashboard.pages.common import (
+    COOKIE_PATH,
+    SECURITY_HEADERS,
+    SESSION_COOKIE,
+    AnonymousFormDep,
+    FormDep,
+    LoginRequired,
+    PageRoute,
+    SignedIn,
+    SignedInDep,
+    agent_names,
+    anonymous_page,
+    cursor_of,
+    notice_of,
+    pager,
+    render,
+    see_other,
+    set_cookie,
+    signed_in,
+    with_query,
+)
 from shared.accounts import agents, billing, dashboard, organizations, sessions
 from shared.approvals import decisions as approvals
 from shared.config import Settings, get_settings
@@ -34,34 +48,12 @@ from shared.errors import (
     ValidationFailed,
 )
 from shared.http import auth, throttle
-from shared.http.app import PAGE_ISOLATION_HEADERS, request_id_of
+from shared.http.app import request_id_of
 from shared.http.deps import SettingsDep, client_address
 from shared.jobs import outbox as jobs
 from shared.platform import db
 from shared.rendering import local_time
 from shared.vendors import stripe as stripe_api
-
-SESSION_COOKIE = "agentpay_session"
-FORM_COOKIE = "agentpay_form"  # binds the CSRF token of the forms shown before login (sign-up, login)
-COOKIE_PATH = "/dashboard"
-STATIC_FILES = {
-    "dashboard.css": "text/css; charset=utf-8",
-    "dashboard.js": "text/javascript; charset=utf-8",
-    "favicon.svg": "image/svg+xml",
-}
-
-# Pages only load what we serve; inline style attributes carry the spend bars' widths, nothing else is inline.
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; style-src-attr 'unsafe-inline'; img-src 'self'; "
-        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-store",
-    **PAGE_ISOLATION_HEADERS,
-}
 
 COMMON_TIMEZONES = (
     "UTC",
@@ -81,261 +73,21 @@ COMMON_TIMEZONES = (
     "Australia/Sydney",
 )
 
-DECISION_REASONS = {
-    "auto_approved": "Approved automatically (within limits)",
-    "approval_required": "Waiting for an admin's decision",
-    "approved_by_admin": "Approved by an admin",
-    "per_transaction_limit_exceeded": "Over the per-transaction limit",
-    "daily_limit_exceeded": "Over the daily limit",
-    "declined_by_admin": "Declined by an admin",
-    "charge_failed": "The card charge failed",
-    "approval_timed_out": "Nobody decided before the approval expired",
-}
-STATUS_LABELS = {
-    "pending": "Pending",
-    "approved": "Approved",
-    "completed": "Completed",
-    "declined": "Declined",
-    "timed_out": "Timed out",
-}
-NOTICES = {
-    "agent_disabled": "The agent is disabled: its next request will be refused.",
-    "agent_enabled": "The agent is enabled again.",
-    "agent_unblocked": "The agent is unblocked.",
-    "limits_updated": "Limits saved. They apply from the agent's next request.",
-    "logged_out": "You are logged out.",
-    "verification_sent": "The verification link is on its way to your admin email.",
-    "approved": "The payment is approved; the charge is on its way.",
-    "declined": "The payment is declined and its hold released.",
-}
 
-
-# Errors that end a page early, turned into pages by PageRoute --------------------------------------------------------
-class LoginRequired(Exception):
-    """No valid session: the page sends the browser to the login page."""
-
-
-class CsrfRejected(Exception):
-    """A form came without the token of this session."""
-
-
-def _origin_of(url: str) -> str | None:
-    """scheme://host[:port] as a browser writes an Origin header (lower case, no default port); None if not a URL."""
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return None
-    try:
-        port = parts.port
-    except ValueError:
-        return None
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    default_port = 443 if parts.scheme == "https" else 80
-    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None and port != default_port else "")
-
-
-def check_origin(request: Request) -> None:
-    """A state-changing request must come from a page of ours: CsrfRejected otherwise.
-
-    Browsers send Origin with every POST; it must be the origin the request arrived at or the public base URL's (a
-    proxy or CDN in front may show the function another host). `Origin: null` (a sandboxed frame, a redirect through
-    another site) is refused. Without Origin, `Sec-Fetch-Site: cross-site` still says a browser sent it from
-    elsewhere. Without either it is not a browser's form, and the CSRF token alone decides.
-    """
-    sent = request.headers.get("origin")
-    if sent is None:
-        if request.headers.get("sec-fetch-site", "").strip().lower() == "cross-site":
-            raise CsrfRejected()
-        return
-    allowed = {_origin_of(str(request.base_url)), _origin_of(get_settings().base_url)} - {None}
-    if _origin_of(sent) not in allowed:
-        raise CsrfRejected()
-
-
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-class PageRoute(APIRoute):
-    """Answers the dashboard's failures as pages (a redirect to login, a readable 403/404) instead of JSON."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handle = super().get_route_handler()
-
-        async def page_handler(request: Request) -> Response:
-            try:
-                # Here rather than in the form dependencies, so no POST route of the dashboard can do without it.
-                if request.method not in SAFE_METHODS:
-                    check_origin(request)
-                response = await handle(request)
-            except LoginRequired:
-                return RedirectResponse("/dashboard/login", status_code=303)
-            except CsrfRejected:
-                return error_page(
-                    403,
-                    "This form has expired",
-                    "The form was not sent from an open AgentPay page, or your session changed. Nothing was changed. "
-                    "Go back, reload the page and try again.",
-                )
-            except NotFound:
-                return error_page(404, "Not found", "There is nothing here, or it belongs to another organization.")
-            except (ValidationFailed, RequestValidationError) as exc:
-                errors = exc.errors if isinstance(exc, ValidationFailed) else [{"message": str(exc)}]
-                detail = "; ".join(f"{e.get('field', 'request')}: {e['message']}" for e in errors)
-                return error_page(422, "That request is not valid", detail)
-            except AgentPayError as exc:
-                return error_page(exc.http_status, "Something went wrong", exc.message)
-            for name, value in SECURITY_HEADERS.items():
-                response.headers.setdefault(name, value)
-            return response
-
-        return page_handler
-
-
-router = APIRouter(prefix="/dashboard", route_class=PageRoute, include_in_schema=False)
-
-
-# Templates and formatting ------------------------------------------------------------------------------------------
 def dollars_input(cents: int) -> str:
     whole, part = divmod(int(cents), 100)
     return f"{whole}.{part:02d}"
 
 
-def static_url(name: str) -> str:
-    return f"/dashboard/static/{name}?v={_static_version(name)}"
-
-
-@cache
-def _static_version(name: str) -> str:
-    return hashlib.sha256((rendering.STATIC_DIR / name).read_bytes()).hexdigest()[:12]
-
-
-def render(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    context.setdefault("signed_in", None)
-    context.setdefault("notice", None)
-    context.setdefault("active", "")
-    html = rendering.render(
-        f"dashboard/{name}",
-        reasons=DECISION_REASONS,
-        status_labels=STATUS_LABELS,
-        statuses=dashboard.STATUSES,
-        static_url=static_url,
-        **context,
-    )
-    return HTMLResponse(html, status_code=status_code)
-
-
-def error_page(status_code: int, title: str, message: str) -> HTMLResponse:
-    response = render("error.html", status_code, title=title, message=message)
-    response.headers.update(SECURITY_HEADERS)
-    return response
-
-
-@router.get("/static/{name}")
-def static_file(name: str) -> Response:
-    if name not in STATIC_FILES:
-        raise NotFound("No such file.")
-    body = (rendering.STATIC_DIR / name).read_bytes()
-    return Response(
-        body,
-        media_type=STATIC_FILES[name],
-        headers={"Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"},
-    )
-
-
-# Sessions and CSRF -------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class SignedIn:
-    """The admin behind a valid session cookie, their organization, and the CSRF token for their forms."""
-
-    organization_id: uuid.UUID
-    organization: dict[str, Any]
-    session_id: uuid.UUID
-    csrf: str
-
-    @property
-    def timezone(self) -> str:
-        return str(self.organization["timezone"])
-
-
-def _secret(settings: Settings) -> str:
-    return settings.require("session_secret")
-
-
-def signed_in(request: Request) -> SignedIn:
-    secret = _secret(get_settings())
-    with db.connection() as conn:
-        session = sessions.load_session(conn, request.cookies.get(SESSION_COOKIE))
-    if session is None:
-        raise LoginRequired()
-    return SignedIn(
-        organization_id=session.organization_id,
-        organization=session.organization,
-        session_id=session.session_id,
-        csrf=sessions.session_csrf_token(secret, session.session_id),
-    )
-
-
-SignedInDep = Annotated[SignedIn, Depends(signed_in)]
-
-
-async def checked_form(request: Request, who: SignedInDep) -> dict[str, str]:
-    """The posted form of a signed-in admin, if it carries their session's CSRF token."""
-    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
-    if not hmac.compare_digest(who.csrf.encode(), form.get("csrf_token", "").encode()):
-        raise CsrfRejected()
-    return form
-
-
-async def checked_anonymous_form(request: Request) -> dict[str, str]:
-    """Sign-up and login forms: the token is bound to a random SameSite=Strict cookie set with the form."""
-    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
-    if not sessions.csrf_valid(_secret(get_settings()), request.cookies.get(FORM_COOKIE), form.get("csrf_token")):
-        raise CsrfRejected()
-    return form
-
-
-FormDep = Annotated[dict[str, str], Depends(checked_form)]
-AnonymousFormDep = Annotated[dict[str, str], Depends(checked_anonymous_form)]
-
-
-def _set_cookie(response: Response, name: str, value: str, *, max_age: int | None) -> None:
-    response.set_cookie(
-        name,
-        value,
-        max_age=max_age,
-        path=COOKIE_PATH,
-        httponly=True,
-        samesite="strict",
-        secure=not get_settings().is_local,
-    )
-
-
-def anonymous_page(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    """A page with a form shown before login; gives the browser the cookie its CSRF token is bound to."""
-    binding = request.cookies.get(FORM_COOKIE) or secrets.token_hex(16)
-    response = render(name, status_code, csrf=sessions.csrf_token(_secret(get_settings()), binding), **context)
-    if request.cookies.get(FORM_COOKIE) != binding:
-        _set_cookie(response, FORM_COOKIE, binding, max_age=None)
-    return response
-
-
-def see_other(path: str, **query: str) -> RedirectResponse:
-    return RedirectResponse(_with_query(path, query), status_code=303)
-
-
-def _with_query(path: str, query: dict[str, str]) -> str:
-    present = {k: v for k, v in query.items() if v}
-    return path + ("?" + urlencode(present) if present else "")
-
-
-def _notice(request: Request) -> str | None:
-    return NOTICES.get(request.query_params.get("notice", ""))
+# The groups not yet in a module of their own.
+_remaining = APIRouter(route_class=PageRoute)
 
 
 # Sign-up, login, logout --------------------------------------------------------------------------------------------
 _EMAIL = TypeAdapter(EmailStr)
 
 
-@router.get("/signup")
+@_remaining.get("/signup")
 def signup_page(request: Request) -> HTMLResponse:
     return anonymous_page(request, "signup.html", **_signup_context(get_settings(), {}, {}))
 
@@ -349,7 +101,7 @@ def _signup_context(settings: Settings, values: dict[str, str], errors: dict[str
     }
 
 
-@router.post("/signup")
+@_remaining.post("/signup")
 def signup(request: Request, form: AnonymousFormDep, settings: SettingsDep) -> HTMLResponse:
     values = {k: form.get(k, "").strip() for k in ("name", "admin_email", "timezone", "timezone_other")}
     timezone = values["timezone_other"] or values["timezone"] or "UTC"
@@ -392,12 +144,12 @@ def _signup_token_ok(sent: str | None, expected: str | None) -> bool:
     return bool(sent and expected and hmac.compare_digest(sent.encode(), expected.encode()))
 
 
-@router.get("/login")
+@_remaining.get("/login")
 def login_page(request: Request) -> HTMLResponse:
-    return anonymous_page(request, "login.html", error=None, notice=_notice(request))
+    return anonymous_page(request, "login.html", error=None, notice=notice_of(request))
 
 
-@router.post("/login")
+@_remaining.post("/login")
 def login(request: Request, form: AnonymousFormDep) -> Response:
     key = form.get("admin_key", "").strip()
     try:
@@ -421,11 +173,11 @@ def login(request: Request, form: AnonymousFormDep) -> Response:
             message = "That is an agent key. Log in with your organization's admin key (it starts with apa_)."
         return anonymous_page(request, "login.html", 401, error=message, notice=None)
     response = see_other("/dashboard")
-    _set_cookie(response, SESSION_COOKIE, session.token, max_age=sessions.SESSION_MAX_AGE_SECONDS)
+    set_cookie(response, SESSION_COOKIE, session.token, max_age=sessions.SESSION_MAX_AGE_SECONDS)
     return response
 
 
-@router.post("/logout")
+@_remaining.post("/logout")
 def logout(who: SignedInDep, form: FormDep) -> Response:
     # Ended in the database first: a copy of the cookie (another tab, a stolen one) is refused from now on.
     with db.connection() as conn:
@@ -435,7 +187,7 @@ def logout(who: SignedInDep, form: FormDep) -> Response:
     return response
 
 
-@router.post("/verify-email/resend")
+@_remaining.post("/verify-email/resend")
 def resend_email_verification(who: SignedInDep, form: FormDep) -> Response:
     """Queue the verification email again (one per minute at most: the job's name is the minute)."""
     if who.organization.get("email_verified_at") is None:
@@ -447,30 +199,7 @@ def resend_email_verification(who: SignedInDep, form: FormDep) -> Response:
 
 
 # Transactions ------------------------------------------------------------------------------------------------------
-def _agent_names(conn: db.Connection, organization_id: uuid.UUID) -> dict[str, str]:
-    return {str(a["id"]): a["name"] for a in agents.list_agents(conn, organization_id=organization_id)}
-
-
-def _cursor(request: Request) -> dashboard.Cursor:
-    return dashboard.Cursor(
-        starting_after=dashboard.parse_uuid(request.query_params.get("starting_after"), "starting_after"),
-        ending_before=dashboard.parse_uuid(request.query_params.get("ending_before"), "ending_before"),
-    )
-
-
-def _pager(request: Request, page: dashboard.Page, cursor: dashboard.Cursor, keep: dict[str, str]) -> dict[str, Any]:
-    """Next/Previous links: next pages start after this page's last row, previous ones end before its first."""
-    going_back = cursor.ending_before is not None
-    has_next = bool(page.rows) and (page.has_more or going_back)
-    has_previous = bool(page.rows) and (cursor.starting_after is not None or (going_back and page.has_more))
-    base = {k: v for k, v in keep.items() if v}
-    return {
-        "next": "?" + urlencode({**base, "starting_after": page.next_cursor}) if has_next else None,
-        "previous": "?" + urlencode({**base, "ending_before": page.first_id}) if has_previous else None,
-    }
-
-
-@router.get("")
+@_remaining.get("")
 def transactions_page(request: Request, who: SignedInDep) -> HTMLResponse:
     query = request.query_params
     keep = {k: query.get(k, "") for k in ("agent_id", "status", "created_from", "created_to")}
@@ -489,9 +218,9 @@ def transactions_page(request: Request, who: SignedInDep) -> HTMLResponse:
         )
     except ValidationFailed as exc:
         errors = {e["field"]: e["message"] for e in exc.errors}
-    cursor = _cursor(request)
+    cursor = cursor_of(request)
     with db.connection() as conn:
-        names = _agent_names(conn, who.organization_id)
+        names = agent_names(conn, who.organization_id)
         if filters.agent_id is not None and str(filters.agent_id) not in names:
             raise NotFound()
         page = dashboard.list_transactions(
@@ -509,12 +238,12 @@ def transactions_page(request: Request, who: SignedInDep) -> HTMLResponse:
         agents=names,
         filters=keep,
         errors=errors,
-        pager=_pager(request, page, cursor, keep),
-        notice=_notice(request),
+        pager=pager(request, page, cursor, keep),
+        notice=notice_of(request),
     )
 
 
-@router.get("/transactions/{transaction_id}")
+@_remaining.get("/transactions/{transaction_id}")
 def transaction_page(transaction_id: str, request: Request, who: SignedInDep) -> HTMLResponse:
     from shared.payments import transactions
 
@@ -522,7 +251,7 @@ def transaction_page(transaction_id: str, request: Request, who: SignedInDep) ->
     with db.connection() as conn:
         row = dashboard.get_transaction(conn, organization_id=who.organization_id, transaction_id=tx_id)
         trail = dashboard.audit_trail(conn, organization_id=who.organization_id, transaction_id=tx_id)
-        names = _agent_names(conn, who.organization_id)
+        names = agent_names(conn, who.organization_id)
     tx = transactions.transaction_view(row)
     return render(
         "transaction.html",
@@ -534,11 +263,11 @@ def transaction_page(transaction_id: str, request: Request, who: SignedInDep) ->
         expires=local_time(row["approval_expires_at"], who.timezone),
         completed=local_time(row["completed_at"], who.timezone),
         trail=[{**dashboard.audit_log_view(r), "when": local_time(r["created_at"], who.timezone)} for r in trail],
-        notice=_notice(request),
+        notice=notice_of(request),
     )
 
 
-@router.post("/transactions/{transaction_id}/{action}")
+@_remaining.post("/transactions/{transaction_id}/{action}")
 def decide_transaction(transaction_id: str, action: str, request: Request, who: SignedInDep, form: FormDep) -> Response:
     """Approve or decline a pending payment from the dashboard, by the same rules as the email links."""
     from shared.payments import transactions
@@ -612,12 +341,12 @@ def _agents_page(who: SignedIn, *, status_code: int = 200, notice: str | None = 
     return render("agents.html", status_code, signed_in=who, active="agents", agents=views, notice=notice, **context)
 
 
-@router.get("/agents")
+@_remaining.get("/agents")
 def agents_page(request: Request, who: SignedInDep) -> HTMLResponse:
-    return _agents_page(who, notice=_notice(request))
+    return _agents_page(who, notice=notice_of(request))
 
 
-@router.post("/agents")
+@_remaining.post("/agents")
 def create_agent(who: SignedInDep, form: FormDep) -> HTMLResponse:
     name = form.get("name", "").strip()
     limits, errors = _limits_from(form)
@@ -643,7 +372,7 @@ def create_agent(who: SignedInDep, form: FormDep) -> HTMLResponse:
     )
 
 
-@router.get("/agents/{agent_id}")
+@_remaining.get("/agents/{agent_id}")
 def agent_page(agent_id: str, request: Request, who: SignedInDep) -> HTMLResponse:
     with db.connection() as conn:
         view = agents.get_agent_view(
@@ -654,7 +383,7 @@ def agent_page(agent_id: str, request: Request, who: SignedInDep) -> HTMLRespons
     return render("agent.html", signed_in=who, active="agents", agent=view, values=values, errors={})
 
 
-@router.post("/agents/{agent_id}/limits")
+@_remaining.post("/agents/{agent_id}/limits")
 def update_limits(agent_id: str, request: Request, who: SignedInDep, form: FormDep) -> Response:
     target = agents.parse_id(agent_id)
     limits, errors = _limits_from(form)
@@ -693,10 +422,10 @@ def _agent_action(action: str) -> Callable[..., Response]:
 
 
 for _action in ("disable", "enable", "unblock"):
-    router.add_api_route(f"/agents/{{agent_id}}/{_action}", _agent_action(_action), methods=["POST"])
+    _remaining.add_api_route(f"/agents/{{agent_id}}/{_action}", _agent_action(_action), methods=["POST"])
 
 
-@router.post("/agents/{agent_id}/rotate-key")
+@_remaining.post("/agents/{agent_id}/rotate-key")
 def rotate_key(agent_id: str, request: Request, who: SignedInDep, form: FormDep) -> HTMLResponse:
     with db.connection() as conn:
         rotated = agents.rotate_key(
@@ -725,12 +454,12 @@ def _audit_filters(request: Request) -> tuple[dashboard.AuditFilters, dict[str, 
     return filters, keep
 
 
-@router.get("/audit")
+@_remaining.get("/audit")
 def audit_page(request: Request, who: SignedInDep) -> HTMLResponse:
     filters, keep = _audit_filters(request)
-    cursor = _cursor(request)
+    cursor = cursor_of(request)
     with db.connection() as conn:
-        names = _agent_names(conn, who.organization_id)
+        names = agent_names(conn, who.organization_id)
         actions = dashboard.audit_actions(conn, organization_id=who.organization_id)
         page = dashboard.list_audit_logs(
             conn, organization_id=who.organization_id, filters=filters, cursor=cursor, limit=50
@@ -751,13 +480,13 @@ def audit_page(request: Request, who: SignedInDep) -> HTMLResponse:
         agents=names,
         actions=actions,
         filters=keep,
-        pager=_pager(request, page, cursor, keep),
+        pager=pager(request, page, cursor, keep),
         csv_url="/dashboard/audit-log.csv"
         + ("?" + urlencode({k: v for k, v in keep.items() if v}) if any(keep.values()) else ""),
     )
 
 
-@router.get("/audit-log.csv")
+@_remaining.get("/audit-log.csv")
 def audit_csv(request: Request, who: SignedInDep) -> StreamingResponse:
     filters, _ = _audit_filters(request)
     return StreamingResponse(
@@ -799,7 +528,7 @@ def _customer_of(who: SignedIn) -> str:
     return str(customer_id)
 
 
-@router.get("/billing")
+@_remaining.get("/billing")
 def billing_page(request: Request, who: SignedInDep, client: StripeDep, checkout: CheckoutDep) -> HTMLResponse:
     card: billing.SavedCard | None = None
     problem = None
@@ -825,7 +554,7 @@ def billing_page(request: Request, who: SignedInDep, client: StripeDep, checkout
     return response
 
 
-@router.post("/billing/setup")
+@_remaining.post("/billing/setup")
 def start_card_setup(who: SignedInDep, form: FormDep, client: StripeDep, checkout: CheckoutDep) -> Response:
     """Send the admin to Stripe Checkout (setup mode) to enter a card for the organization's customer."""
     if not checkout:
@@ -834,7 +563,7 @@ def start_card_setup(who: SignedInDep, form: FormDep, client: StripeDep, checkou
     return RedirectResponse(url, status_code=303)
 
 
-@router.get("/billing/complete")
+@_remaining.get("/billing/complete")
 def complete_card_setup(request: Request, client: StripeDep, checkout: CheckoutDep) -> Response:
     """Stripe sends the admin back here with the session id once the card is entered."""
     session_id = request.query_params.get("session_id", "")
@@ -847,7 +576,7 @@ def complete_card_setup(request: Request, client: StripeDep, checkout: CheckoutD
         # session cookie. Navigating once more from our own page makes it same-site; only once, then log in.
         if request.query_params.get("resumed"):
             raise
-        again = _with_query("/dashboard/billing/complete", {"session_id": session_id, "resumed": "1"})
+        again = with_query("/dashboard/billing/complete", {"session_id": session_id, "resumed": "1"})
         response = render("billing.html", resume_url=again)
         response.headers["Refresh"] = f"0; url={again}"
         return response
@@ -861,7 +590,7 @@ def complete_card_setup(request: Request, client: StripeDep, checkout: CheckoutD
     return see_other("/dashboard/billing", notice="card_saved")
 
 
-@router.post("/billing/test-card")
+@_remaining.post("/billing/test-card")
 def use_test_card(
     request: Request, who: SignedInDep, form: FormDep, client: StripeDep, checkout: CheckoutDep
 ) -> Response:
@@ -876,3 +605,9 @@ def use_test_card(
         request_id=request_id_of(request),
     )
     return see_other("/dashboard/billing", notice="test_card_saved")
+
+
+# One router for the whole dashboard, its groups' routes matched in this order.
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+for _group in (common.router, _remaining):
+    router.include_router(_group, prefix="/dashboard")
