@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from typing import Annotated
-from urllib.parse import urlencode
 
 import stripe
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 
-from functions.dashboard.pages import account, agents, common, transactions
+from functions.dashboard.pages import account, agents, audit, common, transactions
 from functions.dashboard.pages.common import (
     SECURITY_HEADERS,
     FormDep,
@@ -17,78 +16,22 @@ from functions.dashboard.pages.common import (
     PageRoute,
     SignedIn,
     SignedInDep,
-    agent_names,
-    cursor_of,
-    pager,
     render,
     see_other,
     signed_in,
     with_query,
 )
-from shared.accounts import billing, dashboard
+from shared.accounts import billing
 from shared.config import get_settings
 from shared.errors import (
     AgentPayError,
     NotFound,
 )
 from shared.http.app import request_id_of
-from shared.platform import db
-from shared.rendering import local_time
 from shared.vendors import stripe as stripe_api
 
 # The groups not yet in a module of their own.
 _remaining = APIRouter(route_class=PageRoute)
-
-
-# Audit log ---------------------------------------------------------------------------------------------------------
-def _audit_filters(request: Request) -> tuple[dashboard.AuditFilters, dict[str, str]]:
-    keep = {k: request.query_params.get(k, "") for k in ("agent_id", "action")}
-    filters = dashboard.AuditFilters(
-        agent_id=dashboard.parse_uuid(keep["agent_id"], "agent_id"), action=keep["action"][:100] or None
-    )
-    return filters, keep
-
-
-@_remaining.get("/audit")
-def audit_page(request: Request, who: SignedInDep) -> HTMLResponse:
-    filters, keep = _audit_filters(request)
-    cursor = cursor_of(request)
-    with db.connection() as conn:
-        names = agent_names(conn, who.organization_id)
-        actions = dashboard.audit_actions(conn, organization_id=who.organization_id)
-        page = dashboard.list_audit_logs(
-            conn, organization_id=who.organization_id, filters=filters, cursor=cursor, limit=50
-        )
-    rows = [
-        {
-            **dashboard.audit_log_view(r),
-            "when": local_time(r["created_at"], who.timezone),
-            "agent_name": names.get(str(r["agent_id"]), "") if r["agent_id"] else "",
-        }
-        for r in page.rows
-    ]
-    return render(
-        "audit.html",
-        signed_in=who,
-        active="audit",
-        rows=rows,
-        agents=names,
-        actions=actions,
-        filters=keep,
-        pager=pager(request, page, cursor, keep),
-        csv_url="/dashboard/audit-log.csv"
-        + ("?" + urlencode({k: v for k, v in keep.items() if v}) if any(keep.values()) else ""),
-    )
-
-
-@_remaining.get("/audit-log.csv")
-def audit_csv(request: Request, who: SignedInDep) -> StreamingResponse:
-    filters, _ = _audit_filters(request)
-    return StreamingResponse(
-        dashboard.audit_log_csv(organization_id=who.organization_id, filters=filters),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": 'attachment; filename="audit-log.csv"'},
-    )
 
 
 # Billing -----------------------------------------------------------------------------------------------------------
@@ -204,5 +147,5 @@ def use_test_card(
 
 # One router for the whole dashboard, its groups' routes matched in this order.
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
-for _group in (common.router, account.router, transactions.router, agents.router, _remaining):
+for _group in (common.router, account.router, transactions.router, agents.router, audit.router, _remaining):
     router.include_router(_group, prefix="/dashboard")
