@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
-import stripe
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
@@ -25,6 +24,9 @@ from shared.config import get_settings
 from shared.errors import AgentPayError, NotFound
 from shared.http.app import request_id_of
 from shared.vendors import stripe as stripe_api
+
+if TYPE_CHECKING:
+    import stripe
 
 router = APIRouter(route_class=PageRoute)
 
@@ -48,7 +50,9 @@ async def card_setup_by_checkout() -> bool:
     return not get_settings().is_local
 
 
-StripeDep = Annotated[stripe.StripeClient, Depends(stripe_client)]
+# Any rather than stripe.StripeClient: FastAPI evaluates this annotation when the routes are defined, and the pages
+# do not load Stripe's library themselves.
+StripeDep = Annotated[Any, Depends(stripe_client)]
 CheckoutDep = Annotated[bool, Depends(card_setup_by_checkout)]
 
 
