@@ -28,7 +28,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy shared devtools
+	$(VENV)/bin/mypy shared devtools functions
 
 cfn-lint: $(STAMP)
 	$(VENV)/bin/cfn-lint template.yaml

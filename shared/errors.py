@@ -368,6 +368,15 @@ class WebhookRefused(WebhookDeliveryFailed):
     code = "callback_url_refused"
 
 
+# What a dashboard page does instead of answering the error shape ----------------------------------------------------
+class LoginRequired(Exception):
+    """No valid session: the page sends the browser to the login page."""
+
+
+class CsrfRejected(Exception):
+    """A form came without the token of this session."""
+
+
 # Errors for the operator, never answered to a client as they are -------------------------------------------------
 class ConfigError(RuntimeError):
     """The configuration is incomplete or unsafe for the mode it runs in."""

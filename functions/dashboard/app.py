@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse, StreamingResponse
 from mangum import Mangum
 from pydantic import ConfigDict, EmailStr, Field, StrictInt
 
-from functions.dashboard import web
+from functions.dashboard import pages
 from shared.accounts import agents, dashboard, organizations
 from shared.approvals import decisions as approvals
 from shared.approvals import pages as approval_pages
@@ -458,7 +458,7 @@ def _signup_token_ok(sent: str | None, expected: str | None) -> bool:
     return bool(sent and expected and hmac.compare_digest(sent.encode(), expected.encode()))
 
 
-router.include_router(web.router)
+router.include_router(pages.router)
 
 app = create_app(router, health_router, title="AgentPay dashboard")
 handler = Mangum(app, lifespan="off")

@@ -57,3 +57,18 @@ def test_the_readme_and_the_architecture_page_describe_the_tree_as_it_is() -> No
     assert sorted(listed) == packages, "the README lists a subpackage shared/ does not have"
     assert [module for module in modules if f"`{module}`" not in architecture] == []
     assert len(packages) >= 11 and len(modules) > 30
+
+
+def test_every_error_class_is_in_shared_errors() -> None:
+    """Private signals inside one module (a leading underscore) may stay there; every error anyone else catches or a
+    handler maps lives in shared/errors.py."""
+    elsewhere = []
+    for path in [*(REPO / "shared").rglob("*.py"), *(REPO / "functions").rglob("*.py")]:
+        if path == REPO / "shared" / "errors.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                bases = {getattr(base, "id", getattr(base, "attr", "")) for base in node.bases}
+                if bases & {"Exception", "RuntimeError", "ValueError", "AgentPayError"} or node.name.endswith("Error"):
+                    elsewhere.append(f"{path.relative_to(REPO)}:{node.name}")
+    assert elsewhere == []

@@ -60,10 +60,10 @@ def test_the_python_sdk_knows_the_budget_reasons_and_the_terminal_statuses() -> 
 
 
 def test_the_dashboard_labels_every_value() -> None:
-    from functions.dashboard import web
+    from functions.dashboard.pages import common
 
-    assert set(web.DECISION_REASONS) == REASONS
-    assert set(web.STATUS_LABELS) == STATUSES
+    assert set(common.DECISION_REASONS) == REASONS
+    assert set(common.STATUS_LABELS) == STATUSES
 
 
 def test_the_typescript_sdk_types_every_value() -> None:
