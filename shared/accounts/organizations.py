@@ -58,8 +58,8 @@ def sign_up(
 
     Unless `email_verified` (local mode, or an operator's `agentpay org create`), the row starts unverified and the
     verification email is queued in the same transaction: the organization spends only once the link is posted."""
-    # Here, not at the top: the email worker and the sweep read organizations and never sign one up (Stripe's SDK
-    # is the heaviest import there is).
+    # Here, not at the top: the email worker and the sweep read organizations and never sign one up, and Stripe's
+    # SDK (with the HTTP libraries it loads) costs a cold start about 35 ms.
     from shared.vendors import stripe as stripe_api
 
     validate_timezone(timezone)
