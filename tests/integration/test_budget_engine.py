@@ -12,14 +12,9 @@ from typing import Any
 import pytest
 
 from shared.budget import engine as budget
-from shared.platform.redis_store import (
-    AsyncRedisPyStore,
-    AsyncRedisStore,
-    InThreadStore,
-    RedisPyStore,
-    RedisStore,
-    UpstashStore,
-)
+from shared.platform.redis_py_store import AsyncRedisPyStore, RedisPyStore
+from shared.platform.redis_store import AsyncRedisStore, InThreadStore, RedisStore
+from shared.platform.upstash_store import UpstashStore
 from shared.policy.limits import Limits
 from tests.support.upstash_bridge import UpstashBridge
 
