@@ -347,7 +347,6 @@ class FloorWork:
         self.expire_at = int(
             datetime.combine(self.today + timedelta(days=3), datetime.min.time(), tzinfo=UTC).timestamp()
         )
-        self.limits = f"{HUGE_DAILY},{PER_TX},{PER_TX},1000000000"
 
     def args(self, i: int) -> tuple[list[str], list[str], dict[str, Any]]:
         from psycopg.types.json import Jsonb
@@ -356,14 +355,18 @@ class FloorWork:
         tx_id = uuid.uuid4()
         request_hash = hashlib.sha256(key.encode()).hexdigest()
         day = self.today.isoformat()
+        # reserve_budget.lua's keys and arguments (see its header): versions, holds, claim, rate, blocked,
+        # credential, then the seven windows, each limited only by the daily limit here and rebuilt from "0".
+        windows = ["merchant", "day", "week", "month", "org-day", "org-month", "count"]
         keys = [
-            f"{self.prefix}:limits",
-            f"{self.prefix}:d:{day}:spent",
+            f"{self.prefix}:pv",
+            f"{self.prefix}:o:pv",
             f"{self.prefix}:d:{day}:holds",
             f"{self.prefix}:idem:{hashlib.sha256(key.encode()).hexdigest()[:32]}",
             f"{self.prefix}:rate",
             f"{self.prefix}:blocked",
             f"{self.prefix}:credential",
+            *(f"{self.prefix}:w:{name}:{day}" for name in windows),
         ]
         argv = [
             key,
@@ -373,10 +376,19 @@ class FloorWork:
             str(int(time.time() * 1000)),
             f"req_{uuid.uuid4().hex}",
             str(self.expire_at),
-            self.limits,
-            "0",
+            "1",
+            "1",
             "",
-        ]  # fmt: skip (ARGV[10] "": no published credential to match)
+            "1",
+            "1000000000",
+            "",
+            "approved",
+            "bench.example.com",
+            "7",
+        ]  # fmt: skip (ARGV[10] "": no published credential to match; ARGV[11] "1": versions read just now)
+        for name in windows:
+            argv += [str(HUGE_DAILY) if name == "day" else "", "1", str(self.expire_at), "0"]
+        argv.append("2")  # the day window's index
         details = {
             "request_id": argv[5], "amount": 1, "currency": "usd", "merchant": "bench.example.com",
             "decision_reason": "auto_approved", "spent_before": 0,
@@ -512,9 +524,19 @@ def measure_decision(redis_url: str, n: int, warmup: int) -> dict[str, Any]:
 
     from shared.budget import engine as budget
     from shared.platform.redis_store import AsyncRedisPyStore, RedisPyStore
-    from shared.policy.limits import Limits
+    from shared.policy.model import MAX_REQUESTS_PER_MINUTE, Ceiling, Limits, Policy
+    from shared.policy.store import Effective
 
-    limits = Limits(HUGE_DAILY, PER_TX, PER_TX, 1_000_000_000)
+    organization_id, agent_id = uuid.uuid4(), uuid.uuid4()
+    effective = Effective(
+        organization_id,
+        Policy(limits=Limits(daily_limit_cents=HUGE_DAILY, per_tx_limit_cents=PER_TX, approval_threshold_cents=PER_TX,
+                             max_requests_per_minute=MAX_REQUESTS_PER_MINUTE)),
+        None,
+        Ceiling(),
+        1,
+        1,
+    )  # fmt: skip
     store = RedisPyStore(redis_url)
     awaited = AsyncRedisPyStore(redis_url)
 
@@ -524,30 +546,31 @@ def measure_decision(redis_url: str, n: int, warmup: int) -> dict[str, Any]:
     engine = budget.BudgetEngine(
         store,
         async_store=async_store,
-        load_limits=lambda _agent_id: limits,
-        load_day=lambda _agent_id, _day: budget.DayTotals(spent_cents=0, holds={}),
+        load_policy=lambda _agent_id: effective,
+        load_windows=lambda query: budget.WindowTotals(sums=dict.fromkeys(query.windows, 0)),
+        has_paid_merchant=lambda _agent_id, _merchant: True,
     )
-    agent_id = uuid.uuid4()
     day = budget.budget_day("UTC", datetime.now(UTC))
-    expire_at = budget.day_keys_expire_at("UTC", day)
 
     async def one(i: int) -> float:
         key = f"decision-{i}-{uuid.uuid4().hex}"
         request = budget.ReserveRequest(
+            organization_id=organization_id,
             agent_id=agent_id,
+            timezone="UTC",
+            day=day,
+            merchant="bench.example.com",
+            amount_cents=1,
             idempotency_key=key,
             transaction_id=uuid.uuid4(),
             request_hash=hashlib.sha256(key.encode()).hexdigest(),
-            amount_cents=1,
-            day=day,
-            expire_at=expire_at,
             request_id=f"req_{uuid.uuid4().hex}",
             now_ms=int(time.time() * 1000),
         )
         t0 = time.perf_counter()
         verdict = await engine.reserve(request)
         elapsed = time.perf_counter() - t0
-        if not isinstance(verdict, budget.Decision) or verdict.outcome != budget.APPROVED:
+        if not isinstance(verdict, budget.Decision) or verdict.outcome != "approved":
             raise RuntimeError(f"decision iteration {i}: {verdict!r}")
         return elapsed
 

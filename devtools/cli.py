@@ -52,7 +52,7 @@ def cmd_agent_create(args: argparse.Namespace) -> int:
 
     from shared.accounts import agents
     from shared.platform import db
-    from shared.policy.limits import Limits
+    from shared.policy.model import Limits
 
     settings = get_settings()
     limits = Limits(

@@ -52,7 +52,7 @@ def ensure_demo(settings: Settings) -> dict[str, str]:
 
     from shared.accounts import agents, organizations
     from shared.platform import db
-    from shared.policy.limits import Limits
+    from shared.policy.model import Limits
     from shared.vendors import stripe as stripe_api
 
     path = settings.agentpay_home / DEMO_FILE

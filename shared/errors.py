@@ -98,27 +98,51 @@ class BudgetExceededError(AgentPayError):
     code = "daily_limit_exceeded"
 
     @classmethod
-    def for_decision(cls, decision: Any, *, amount_cents: int) -> BudgetExceededError:
+    def for_decision(cls, decision: Any, *, amount_cents: int, merchant: str) -> BudgetExceededError:
         """The refusal in dollars for people; `limit`, `spent` and `requested` stay cents for programs. "Spent or
-        held": pending approvals hold their amount against the day too."""
-        limits = decision.limits
-        if decision.outcome == "per_transaction_limit_exceeded":
+        held": pending approvals hold their amount against every window too."""
+        reason = decision.reason.value
+        requested = format_money(amount_cents)
+        if reason == "merchant_blocked":
+            return cls(f"Payments to {merchant} are blocked by this agent's policy.", code=reason, merchant=merchant)
+        if reason == "merchant_not_allowed":
+            return cls(f"{merchant} is not on this agent's list of allowed merchants.", code=reason, merchant=merchant)
+        if reason == "per_transaction_limit_exceeded":
+            limit = decision.effective.policy.limits.per_tx_limit_cents
             return cls(
-                f"Per-transaction limit of {format_money(limits.per_tx_limit_cents)} would be exceeded"
-                f" ({format_money(amount_cents)} requested).",
-                code="per_transaction_limit_exceeded",
-                limit=limits.per_tx_limit_cents,
+                f"Per-transaction limit of {format_money(limit)} would be exceeded ({requested} requested).",
+                code=reason,
+                limit=limit,
+                requested=amount_cents,
+            )
+        exceeded = decision.exceeded
+        limit, spent = exceeded.limit, decision.counters[exceeded.window]
+        if reason == "payment_count_exceeded":
+            return cls(
+                f"Limit of {limit} payments a day would be exceeded ({spent} already made or held today).",
+                code=reason,
+                limit=limit,
+                spent=spent,
                 requested=amount_cents,
             )
         return cls(
-            f"Daily limit of {format_money(limits.daily_limit_cents)} would be exceeded"
-            f" ({format_money(decision.spent_before_cents)} already spent or held,"
-            f" {format_money(amount_cents)} requested).",
-            code="daily_limit_exceeded",
-            limit=limits.daily_limit_cents,
-            spent=decision.spent_before_cents,
+            f"{_WINDOW_NAMES[reason].format(merchant=merchant)} of {format_money(limit)} would be exceeded"
+            f" ({format_money(spent)} already spent or held, {requested} requested).",
+            code=reason,
+            limit=limit,
+            spent=spent,
             requested=amount_cents,
         )
+
+
+_WINDOW_NAMES = {
+    "merchant_daily_limit_exceeded": "Daily limit for {merchant}",
+    "daily_limit_exceeded": "Daily limit",
+    "weekly_limit_exceeded": "Weekly limit",
+    "monthly_limit_exceeded": "Monthly limit",
+    "organization_daily_limit_exceeded": "The organization's daily limit",
+    "organization_monthly_limit_exceeded": "The organization's monthly limit",
+}
 
 
 # 403 ---------------------------------------------------------------------------------------------------------------

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Body, Header, Query, Request, Response
 from fastapi.responses import HTMLResponse, StreamingResponse
 from mangum import Mangum
-from pydantic import ConfigDict, EmailStr, Field, StrictInt
+from pydantic import AwareDatetime, ConfigDict, EmailStr, Field, StrictInt
 
 from functions.dashboard import pages
 from shared.accounts import agents, dashboard, organizations
@@ -20,7 +20,18 @@ from shared.http.deps import AdminDep, SettingsDep, client_address
 from shared.http.health import router as health_router
 from shared.payments import transactions
 from shared.platform import db
-from shared.policy.limits import DEFAULT_MAX_REQUESTS_PER_MINUTE, MAX_DAILY_LIMIT_CENTS, MAX_REQUESTS_PER_MINUTE, Limits
+from shared.policy import admin as policy_admin
+from shared.policy import simulate as simulation
+from shared.policy.model import (
+    DEFAULT_MAX_REQUESTS_PER_MINUTE,
+    MAX_DAILY_LIMIT_CENTS,
+    MAX_REQUESTS_PER_MINUTE,
+    Limits,
+    ceiling_from_wire,
+    ceiling_wire,
+    policy_from_wire,
+    policy_wire,
+)
 from shared.vendors import stripe as stripe_api
 
 router = APIRouter()
@@ -51,7 +62,7 @@ class LimitsIn(RequestModel):
             per_tx_limit_cents=self.per_transaction_limit,
             approval_threshold_cents=self.approval_threshold,
             max_requests_per_minute=self.max_requests_per_minute,
-        ).validate()
+        )
 
 
 class AgentIn(RequestModel):
@@ -217,6 +228,173 @@ def update_limits(agent_id: str, body: LimitsIn, request: Request, admin: AdminD
         )
 
 
+_POLICY_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Policy"}}},
+    }
+}
+PolicyBody = Annotated[dict[str, Any], Body(description="the policy object (API.md, Policies)")]
+
+
+@router.get(
+    "/v1/dashboard/agents/{agent_id}/policy",
+    tags=["policies"],
+    summary="An agent's policy",
+    response_model=None,
+    responses={**schema.ok(schema.Policy, "the policy, as PUT takes it"), **schema.errors(401, 404, 503)},
+)
+def get_agent_policy(agent_id: str, admin: AdminDep) -> dict[str, Any]:
+    with db.connection() as conn:
+        policy = policy_admin.get_policy(
+            conn, organization_id=admin.organization_id, agent_id=agents.parse_id(agent_id)
+        )
+    return policy_wire(policy)
+
+
+@router.put(
+    "/v1/dashboard/agents/{agent_id}/policy",
+    tags=["policies"],
+    summary="Replace an agent's whole policy",
+    response_model=None,
+    openapi_extra=_POLICY_BODY,
+    responses={
+        **schema.ok(schema.Agent, "the agent with its policy; it applies from the next request"),
+        **schema.errors(401, 404, 413, 422, 503),
+    },
+)
+def put_agent_policy(agent_id: str, body: PolicyBody, request: Request, admin: AdminDep) -> dict[str, Any]:
+    policy = policy_from_wire(body)
+    agent = agents.parse_id(agent_id)
+    with db.connection() as conn:
+        policy_admin.replace_policy(
+            conn,
+            organization_id=admin.organization_id,
+            agent_id=agent,
+            policy=policy,
+            actor="admin",
+            request_id=request_id_of(request),
+        )
+        row = agents.get_agent(conn, organization_id=admin.organization_id, agent_id=agent)
+    auth.forget_agent(row["api_key_hash"])
+    return agents.agent_view(row, spend_today_cents=agents.spend_today(admin.organization_id, agent, admin.timezone))
+
+
+@router.put(
+    "/v1/dashboard/agents/{agent_id}/policy/shadow",
+    tags=["policies"],
+    summary="Set a draft policy whose verdicts are recorded beside the real ones",
+    response_model=None,
+    openapi_extra=_POLICY_BODY,
+    responses={**schema.ok(schema.Policy, "the draft, as stored"), **schema.errors(401, 404, 413, 422, 503)},
+)
+def put_shadow_policy(agent_id: str, body: PolicyBody, request: Request, admin: AdminDep) -> dict[str, Any]:
+    shadow = policy_from_wire(body)
+    with db.connection() as conn:
+        policy_admin.set_shadow(
+            conn,
+            organization_id=admin.organization_id,
+            agent_id=agents.parse_id(agent_id),
+            shadow=shadow,
+            actor="admin",
+            request_id=request_id_of(request),
+        )
+    return policy_wire(shadow)
+
+
+@router.delete(
+    "/v1/dashboard/agents/{agent_id}/policy/shadow",
+    tags=["policies"],
+    summary="Remove the draft policy",
+    status_code=204,
+    response_model=None,
+    responses={204: {"description": "removed (or there was none)"}, **schema.errors(401, 404, 503)},
+)
+def delete_shadow_policy(agent_id: str, request: Request, admin: AdminDep) -> Response:
+    with db.connection() as conn:
+        policy_admin.set_shadow(
+            conn,
+            organization_id=admin.organization_id,
+            agent_id=agents.parse_id(agent_id),
+            shadow=None,
+            actor="admin",
+            request_id=request_id_of(request),
+        )
+    return Response(status_code=204)
+
+
+class SimulationIn(RequestModel):
+    model_config = ConfigDict(extra="forbid")
+
+    policy: dict[str, Any] = Field(description="the draft policy (API.md, Policies)")
+    from_: AwareDatetime = Field(alias="from", description="replay the requests created from this time")
+    to: AwareDatetime = Field(description="to this time (excluded), at most 366 days after from")
+
+
+@router.post(
+    "/v1/dashboard/agents/{agent_id}/policy/simulate",
+    tags=["policies"],
+    summary="Replay the agent's past requests against a draft policy",
+    response_model=None,
+    responses={**schema.ok(schema.Simulation), **schema.errors(401, 404, 413, 422, 503)},
+)
+def simulate_policy(agent_id: str, body: SimulationIn, admin: AdminDep) -> dict[str, Any]:
+    draft = policy_from_wire(body.policy)
+    agent = agents.parse_id(agent_id)
+    with db.connection() as conn:
+        policy_admin.get_policy(conn, organization_id=admin.organization_id, agent_id=agent)  # NotFound if not ours
+        return simulation.simulate(
+            conn,
+            organization_id=admin.organization_id,
+            agent_id=agent,
+            policy=draft,
+            ceiling=policy_admin.get_ceiling(conn, organization_id=admin.organization_id),
+            start=body.from_,
+            end=body.to,
+        )
+
+
+@router.get(
+    "/v1/dashboard/organization/policy",
+    tags=["policies"],
+    summary="The organization's ceiling over all its agents",
+    response_model=None,
+    responses={**schema.ok(schema.OrganizationPolicy), **schema.errors(401, 503)},
+)
+def get_organization_policy(admin: AdminDep) -> dict[str, Any]:
+    with db.connection() as conn:
+        return ceiling_wire(policy_admin.get_ceiling(conn, organization_id=admin.organization_id))
+
+
+@router.put(
+    "/v1/dashboard/organization/policy",
+    tags=["policies"],
+    summary="Replace the organization's ceiling",
+    response_model=None,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OrganizationPolicy"}}},
+        }
+    },
+    responses={
+        **schema.ok(schema.OrganizationPolicy, "the ceiling; it applies from the next request of every agent"),
+        **schema.errors(401, 413, 422, 503),
+    },
+)
+def put_organization_policy(body: PolicyBody, request: Request, admin: AdminDep) -> dict[str, Any]:
+    ceiling = ceiling_from_wire(body)
+    with db.connection() as conn:
+        policy_admin.replace_ceiling(
+            conn,
+            organization_id=admin.organization_id,
+            ceiling=ceiling,
+            actor="admin",
+            request_id=request_id_of(request),
+        )
+    return ceiling_wire(ceiling)
+
+
 @router.post(
     "/v1/dashboard/agents/{agent_id}/unblock",
     tags=["dashboard"],
@@ -278,7 +456,9 @@ def rotate_agent_key(agent_id: str, request: Request, admin: AdminDep, settings:
             key_mode=settings.key_mode,
             request_id=request_id_of(request),
         )
-    view = agents.agent_view(rotated.agent, spend_today_cents=agents.spend_today(rotated.agent["id"], admin.timezone))
+    view = agents.agent_view(
+        rotated.agent, spend_today_cents=agents.spend_today(admin.organization_id, rotated.agent["id"], admin.timezone)
+    )
     return {"agent": view, "api_key": rotated.api_key.plaintext}
 
 
@@ -315,7 +495,7 @@ def list_transactions(
         page = dashboard.list_transactions(
             conn, organization_id=admin.organization_id, filters=filters, cursor=cursor, limit=page_size
         )
-    return _list([transactions.transaction_view(row) for row in page.rows], page)
+    return _list([transactions.dashboard_view(row) for row in page.rows], page)
 
 
 @router.get(
@@ -333,7 +513,7 @@ def get_transaction(transaction_id: str, admin: AdminDep) -> dict[str, Any]:
     with db.connection() as conn:
         row = dashboard.get_transaction(conn, organization_id=admin.organization_id, transaction_id=tx_id)
         trail = dashboard.audit_trail(conn, organization_id=admin.organization_id, transaction_id=tx_id)
-    return {**transactions.transaction_view(row), "audit_trail": [dashboard.audit_log_view(r) for r in trail]}
+    return {**transactions.dashboard_view(row), "audit_trail": [dashboard.audit_log_view(r) for r in trail]}
 
 
 class DecisionIn(RequestModel):
@@ -384,7 +564,7 @@ def _decide(
         reason=reason,
         organization_id=admin.organization_id,
     )
-    return transactions.transaction_view(result.transaction)
+    return transactions.dashboard_view(result.transaction)
 
 
 @router.get(

@@ -22,6 +22,7 @@ from shared.notify.destinations import CallbackPolicy, check_url
 from shared.payments import requests as payments
 from shared.payments.transactions import transaction_view
 from shared.platform import display_text
+from shared.policy.model import normalize_merchant
 
 router = APIRouter(tags=["agent"])
 
@@ -212,7 +213,8 @@ async def create_payment_request(request: Request) -> JSONResponse:
     if outcome.replayed:
         return JSONResponse(view, status_code=200, headers={"Idempotent-Replayed": "true"})
     if view["status"] == "declined":
-        error = BudgetExceededError.for_decision(outcome.decision, amount_cents=body.amount)
+        merchant = normalize_merchant(body.merchant)
+        error = BudgetExceededError.for_decision(outcome.decision, amount_cents=body.amount, merchant=merchant)
         return JSONResponse({**view, **error.body(request_id_of(request))}, status_code=402)
     return JSONResponse(view, status_code=201 if view["status"] == "approved" else 202)
 

@@ -13,8 +13,10 @@ from shared.errors import BudgetUnavailable, NotFound
 from shared.http.auth import IssuedKey, KeyMode, forget_agent, issue_agent_key
 from shared.platform import db
 from shared.platform.clock import clock, iso
-from shared.policy import limits as policy_limits
-from shared.policy.limits import Limits
+from shared.policy import admin as policy_admin
+from shared.policy import store as policy_store
+from shared.policy.evaluate import Window
+from shared.policy.model import LIMIT_WIRE_NAMES, Limits, Policy, check_basic_limits, policy_wire
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,7 @@ class NewAgent:
 
 _AGENT_COLUMNS = f"""
 a.id, a.organization_id, a.name, a.is_active, a.blocked_at, a.blocked_reason, a.key_prefix, a.api_key_hash,
-a.created_at, {policy_limits.select_columns("l")}
+a.created_at, {policy_store.select_columns("l")}
 """
 
 
@@ -42,8 +44,8 @@ def parse_id(value: str) -> uuid.UUID:
 def create_agent(
     conn: db.Connection, *, organization_id: uuid.UUID, name: str, limits: Limits, key_mode: KeyMode
 ) -> NewAgent:
-    """Insert the agent and its limits in one transaction; only the key's hash is stored."""
-    limits.validate()
+    """Insert the agent and its policy (these limits) in one transaction; only the key's hash is stored."""
+    check_basic_limits(limits)
     key = issue_agent_key(key_mode)
     with conn.transaction():
         row = conn.execute(
@@ -55,7 +57,7 @@ def create_agent(
             (organization_id, name, key.hash, key.prefix),
         ).fetchone()
         assert row is not None
-        policy_limits.save(conn, row["id"], limits)
+        policy_store.save(conn, row["id"], Policy(limits=limits))
     return NewAgent(agent=get_agent(conn, organization_id=organization_id, agent_id=row["id"]), api_key=key)
 
 
@@ -87,8 +89,9 @@ def list_agents(conn: db.Connection, *, organization_id: uuid.UUID) -> list[dict
 
 
 def agent_view(row: dict[str, Any], *, spend_today_cents: int = 0) -> dict[str, Any]:
-    """The agent object of API.md."""
-    daily = int(row["daily_limit_cents"])
+    """The agent object of API.md: its first four limits as `limits` (as before policies), its whole `policy`."""
+    policy = policy_store.policy_from_row(row)
+    daily = policy.limits.daily_limit_cents
     return {
         "id": str(row["id"]),
         "object": "agent",
@@ -97,21 +100,32 @@ def agent_view(row: dict[str, Any], *, spend_today_cents: int = 0) -> dict[str, 
         "blocked_at": iso(row["blocked_at"]),
         "blocked_reason": row["blocked_reason"],
         "key_prefix": row["key_prefix"],
-        "limits": _limits_of(row),
+        "limits": _basic_limits(policy.limits),
+        "policy": policy_wire(policy),
         "spend_today": spend_today_cents,
-        "remaining_today": max(0, daily - spend_today_cents),
+        "remaining_today": None if daily is None else max(0, daily - spend_today_cents),
         "created_at": iso(row["created_at"]),
     }
+
+
+_BASIC = ("daily_limit_cents", "per_tx_limit_cents", "approval_threshold_cents", "max_requests_per_minute")
+
+
+def _basic_limits(limits: Limits) -> dict[str, int | None]:
+    return {LIMIT_WIRE_NAMES[column]: getattr(limits, column) for column in _BASIC}
 
 
 def update_limits(
     conn: db.Connection, *, organization_id: uuid.UUID, agent_id: uuid.UUID, limits: Limits, request_id: str
 ) -> dict[str, Any]:
-    """Change an agent's limits and audit the change (old and new values) in one database transaction."""
-    limits.validate()
+    """Change the policy's first four limits (the rest of the policy stays) and audit the change (old and new
+    values) in one database transaction."""
     with conn.transaction():
         before = get_agent(conn, organization_id=organization_id, agent_id=agent_id)
-        policy_limits.save(conn, agent_id, limits)
+        policy = policy_store.policy_from_row(before)
+        after = policy.with_limits(**{column: getattr(limits, column) for column in _BASIC})
+        check_basic_limits(after.limits)
+        policy_store.save(conn, agent_id, after)
         audit.record(
             conn,
             organization_id=organization_id,
@@ -120,8 +134,8 @@ def update_limits(
             action="limits.updated",
             details={
                 "request_id": request_id,
-                "before": _limits_of(before),
-                "after": limits.wire(),
+                "before": _basic_limits(policy.limits),
+                "after": _basic_limits(after.limits),
             },
         )
     return get_agent(conn, organization_id=organization_id, agent_id=agent_id)
@@ -150,23 +164,20 @@ def unblock(conn: db.Connection, *, organization_id: uuid.UUID, agent_id: uuid.U
     return get_agent(conn, organization_id=organization_id, agent_id=agent_id)
 
 
-def _limits_of(row: dict[str, Any]) -> dict[str, int]:
-    return Limits.from_row(row).wire()
-
-
 # What admins see and change, across Postgres, Redis and this container's caches -----------------------------------
-def spend_today(agent_id: uuid.UUID, timezone: str) -> int:
+def spend_today(organization_id: uuid.UUID, agent_id: uuid.UUID, timezone: str) -> int:
     """Cents held or spent today (the organization's day), from the counter the budget engine decides with."""
     day = budget.budget_day(timezone, clock.now())
     try:
-        return budget.get_engine().spent(agent_id, day)
+        return budget.get_engine().spent(organization_id, agent_id, day)
     except BudgetUnavailable:
-        return budget.load_day(agent_id, day).spent_cents
+        query = budget.WindowQuery(organization_id, agent_id, day, "", (Window.DAY,))
+        return budget.load_windows(query).sums[Window.DAY]
 
 
 def list_agent_views(conn: db.Connection, *, organization_id: uuid.UUID, timezone: str) -> list[dict[str, Any]]:
     return [
-        agent_view(row, spend_today_cents=spend_today(row["id"], timezone))
+        agent_view(row, spend_today_cents=spend_today(organization_id, row["id"], timezone))
         for row in list_agents(conn, organization_id=organization_id)
     ]
 
@@ -182,9 +193,9 @@ def change_limits(
 ) -> dict[str, Any]:
     """Update the limits and make the next payment request of the agent use them."""
     row = update_limits(conn, organization_id=organization_id, agent_id=agent_id, limits=limits, request_id=request_id)
-    budget.get_engine().forget_limits(agent_id)
+    policy_admin.forget(organization_id, agent_id)
     forget_agent(row["api_key_hash"])
-    return agent_view(row, spend_today_cents=spend_today(agent_id, timezone))
+    return agent_view(row, spend_today_cents=spend_today(organization_id, agent_id, timezone))
 
 
 def lift_block(
@@ -192,9 +203,9 @@ def lift_block(
 ) -> dict[str, Any]:
     """Unblock the agent in Postgres and in Redis, and drop this container's cached copy of it."""
     row = unblock(conn, organization_id=organization_id, agent_id=agent_id, request_id=request_id)
-    budget.get_engine().unblock(agent_id)
+    budget.get_engine().unblock(organization_id, agent_id)
     forget_agent(row["api_key_hash"])
-    return agent_view(row, spend_today_cents=spend_today(agent_id, timezone))
+    return agent_view(row, spend_today_cents=spend_today(organization_id, agent_id, timezone))
 
 
 # Disable, enable, rotate the key ----------------------------------------------------------------------------------
@@ -222,17 +233,17 @@ def set_active(
             )
     row = get_agent(conn, organization_id=organization_id, agent_id=agent_id)
     forget_agent(row["api_key_hash"])
-    _publish_credential(agent_id, key_hash=row["api_key_hash"], active=row["is_active"])
+    _publish_credential(organization_id, agent_id, key_hash=row["api_key_hash"], active=row["is_active"])
     return row
 
 
-def _publish_credential(agent_id: uuid.UUID, *, key_hash: str, active: bool) -> None:
+def _publish_credential(organization_id: uuid.UUID, agent_id: uuid.UUID, *, key_hash: str, active: bool) -> None:
     """Tell every container, through Redis, which key is current and whether the agent may spend.
 
     If Redis cannot be told, other containers notice within their 10 s cache.
     """
     with contextlib.suppress(BudgetUnavailable):
-        budget.get_engine().publish_credential(agent_id, key_hash=key_hash, active=active)
+        budget.get_engine().publish_credential(organization_id, agent_id, key_hash=key_hash, active=active)
 
 
 def rotate_key(
@@ -261,7 +272,7 @@ def rotate_key(
         )
     forget_agent(old["api_key_hash"])
     row = get_agent(conn, organization_id=organization_id, agent_id=agent_id)
-    _publish_credential(agent_id, key_hash=key.hash, active=row["is_active"])
+    _publish_credential(organization_id, agent_id, key_hash=key.hash, active=row["is_active"])
     return NewAgent(agent=row, api_key=key)
 
 
@@ -270,18 +281,18 @@ def disable_agent(
 ) -> dict[str, Any]:
     """Disable the agent: its next request is 403 agent_disabled."""
     row = set_active(conn, organization_id=organization_id, agent_id=agent_id, active=False, request_id=request_id)
-    return agent_view(row, spend_today_cents=spend_today(agent_id, timezone))
+    return agent_view(row, spend_today_cents=spend_today(organization_id, agent_id, timezone))
 
 
 def enable_agent(
     conn: db.Connection, *, organization_id: uuid.UUID, agent_id: uuid.UUID, timezone: str, request_id: str
 ) -> dict[str, Any]:
     row = set_active(conn, organization_id=organization_id, agent_id=agent_id, active=True, request_id=request_id)
-    return agent_view(row, spend_today_cents=spend_today(agent_id, timezone))
+    return agent_view(row, spend_today_cents=spend_today(organization_id, agent_id, timezone))
 
 
 def get_agent_view(
     conn: db.Connection, *, organization_id: uuid.UUID, agent_id: uuid.UUID, timezone: str
 ) -> dict[str, Any]:
     row = get_agent(conn, organization_id=organization_id, agent_id=agent_id)
-    return agent_view(row, spend_today_cents=spend_today(agent_id, timezone))
+    return agent_view(row, spend_today_cents=spend_today(organization_id, agent_id, timezone))

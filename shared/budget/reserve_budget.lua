@@ -1,27 +1,34 @@
--- reserve_budget.lua: one atomic budget decision for one payment request of one agent.
--- It checks the circuit breaker, the idempotency record and the limits, and records the hold, the day's counter
--- and the idempotency record in the same step. Safe to run twice with the same ARGV (a client retry): the rate
--- window member, the idempotency record and the hold are all keyed, so nothing is counted twice.
+-- reserve_budget.lua: one atomic decision for one payment request of one agent, against every window of its
+-- policy and its organization's ceiling. It checks the credential, the circuit breaker, the policy's version, the
+-- idempotency record and every window, and records the hold in every window in the same step. Safe to run twice
+-- with the same ARGV (a client retry): the rate member, the idempotency record and the hold are keyed, so nothing is
+-- counted twice. Every key carries the organization's id as its hash tag: one script may touch all of them.
 --
--- KEYS[1] limits   hash {daily, per_tx, threshold, rpm}: the agent's limits, cached for at most 10 s
--- KEYS[2] spent    string: cents held or spent on the budget day (pending + approved + completed)
--- KEYS[3] holds    hash idempotency_key -> "cents:unix_ms": the day's holds not yet settled, and when taken
+-- KEYS[1] policy version  string: the agent's policy version the containers must decide with (10 s, see below)
+-- KEYS[2] ceiling version string: the organization's ceiling version, likewise
+-- KEYS[3] holds    hash idempotency_key -> "cents:unix_ms:merchant": the budget day's holds not yet settled
 -- KEYS[4] idem     string "transaction_id|request_hash": the request deciding this key right now (30 s)
 -- KEYS[5] rate     zset request_id -> ms: the agent's payment requests of the last 60 s
 -- KEYS[6] blocked  string: present while the circuit breaker holds the agent
--- KEYS[7] credential string "key_hash|active": written when an admin rotates the key or disables the agent, so
---                  every container refuses the old key at once (its in-process cache may be 10 s old)
+-- KEYS[7] credential string "key_hash|active": written when an admin rotates the key or disables the agent
+-- KEYS[8..7+n] the window counters, in the order they are checked (shared/policy/evaluate.py, windows())
 -- ARGV[1] idempotency key (the hold's field)      ARGV[2] new transaction id     ARGV[3] request hash
 -- ARGV[4] amount in cents                          ARGV[5] now, unix ms           ARGV[6] request id
--- ARGV[7] unix s at which the day's keys expire    ARGV[8] limits "daily,per_tx,threshold,rpm" or ""
---         (shared/policy/limits.py, Limits.script_arg: its fields in order; the reply ends with them in that order)
--- ARGV[9] rebuilt counter in cents or ""           ARGV[10] the hash of the key the request came with
--- ARGV[11..] rebuilt holds: field, cents, field, cents, ...
--- Replies: {"revoked"} {"disabled"} {"blocked"} {"need_limits"} {"need_counter"} {"rate_limited", count, rpm}
---          {"replay", "transaction_id|request_hash"}
---          {outcome, spent_before, newly_held, daily, per_tx, threshold, rpm}
---          where outcome is approved, pending, per_transaction_limit_exceeded or daily_limit_exceeded.
--- Lua numbers are doubles: every sum stays below 2^53 because daily limits are capped far below it.
+-- ARGV[7] unix s at which the holds hash expires   ARGV[8] policy version         ARGV[9] ceiling version
+-- ARGV[10] the hash of the key the request came with
+-- ARGV[11] "1" when the caller read both versions from Postgres just now (it may then publish them), else ""
+-- ARGV[12] requests per minute allowed, or "" for no limit
+-- ARGV[13] the decline of the checks that need no counter (merchant rules, per-transaction limit), or ""
+-- ARGV[14] "approved" or "pending": the outcome when every window has room
+-- ARGV[15] the merchant as compared (for the hold's record)      ARGV[16] n, the number of windows
+-- ARGV[17..16+4n] per window: limit (or "" for none), increment, unix s its counter expires, rebuilt value (or "")
+-- ARGV[17+4n] the index of the day window (its counter rebuilt means the holds hash is rebuilt too)
+-- ARGV[18+4n..] rebuilt holds: field, "cents:unix_ms:merchant", field, ...
+-- Replies: {"revoked"} {"disabled"} {"blocked"} {"need_policy"} {"stale_policy"} {"need_counters", i, ...}
+--          {"rate_limited", count, rpm} {"replay", "transaction_id|request_hash"}
+--          {outcome, newly_held, exceeded window index or 0, counter 1, ..., counter n}
+--          where outcome is approved, pending or declined, and the counters are what each window held before.
+-- Lua numbers are doubles: every sum stays below 2^53 because limits are capped far below it.
 
 local credential = redis.call('GET', KEYS[7])
 if credential then
@@ -37,48 +44,62 @@ if redis.call('EXISTS', KEYS[6]) == 1 then
   return {'blocked'}
 end
 
-local limits = redis.call('HMGET', KEYS[1], 'daily', 'per_tx', 'threshold', 'rpm')
-if not limits[1] then
-  if ARGV[8] == '' then
-    return {'need_limits'}
+-- The policy the caller decides with must be the newest any container has read from Postgres. A version key lives
+-- 10 s: after that, or after a change deleted it, the next caller reads Postgres and publishes what it read.
+for i = 1, 2 do
+  local known = redis.call('GET', KEYS[i])
+  local mine = tonumber(ARGV[7 + i])
+  if known and tonumber(known) > mine then
+    return {'stale_policy'}
   end
-  local given = {}
-  for value in string.gmatch(ARGV[8], '[^,]+') do
-    given[#given + 1] = value
+  if not known and ARGV[11] ~= '1' then
+    return {'need_policy'}
   end
-  redis.call('HSET', KEYS[1], 'daily', given[1], 'per_tx', given[2], 'threshold', given[3], 'rpm', given[4])
-  redis.call('EXPIRE', KEYS[1], 10)
-  limits = given
+  if not known or tonumber(known) < mine then
+    redis.call('SET', KEYS[i], ARGV[7 + i], 'EX', 10)
+  end
 end
-local daily = tonumber(limits[1])
-local per_tx = tonumber(limits[2])
-local threshold = tonumber(limits[3])
-local rpm = tonumber(limits[4])
 
-local spent = redis.call('GET', KEYS[2])
-if not spent then
-  if ARGV[9] == '' then
-    return {'need_counter'}
+local n = tonumber(ARGV[16])
+local day_index = tonumber(ARGV[17 + 4 * n])
+local counters = {}
+local missing = {}
+for i = 1, n do
+  local value = redis.call('GET', KEYS[7 + i])
+  if not value then
+    local rebuilt = ARGV[16 + 4 * (i - 1) + 4]
+    if rebuilt == '' then
+      missing[#missing + 1] = i
+    else
+      -- A new window, or a Redis that lost its data: the caller summed the window from Postgres.
+      redis.call('SET', KEYS[7 + i], rebuilt, 'EXAT', ARGV[16 + 4 * (i - 1) + 3])
+      value = rebuilt
+      if i == day_index then
+        redis.call('DEL', KEYS[3])
+        for h = 18 + 4 * n, #ARGV, 2 do
+          redis.call('HSET', KEYS[3], ARGV[h], ARGV[h + 1])
+        end
+        redis.call('EXPIREAT', KEYS[3], ARGV[7])
+      end
+    end
   end
-  -- A new day, or a Redis that lost its data: the caller summed the day from Postgres.
-  redis.call('SET', KEYS[2], ARGV[9], 'EXAT', ARGV[7])
-  redis.call('DEL', KEYS[3])
-  for i = 11, #ARGV, 2 do
-    redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1] .. ':' .. ARGV[5])
-  end
-  redis.call('EXPIREAT', KEYS[3], ARGV[7])
-  spent = ARGV[9]
+  counters[i] = tonumber(value)
 end
-spent = tonumber(spent)
+if #missing > 0 then
+  return {'need_counters', unpack(missing)}
+end
 
 local now_ms = tonumber(ARGV[5])
-redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now_ms - 60000)
-redis.call('ZADD', KEYS[5], now_ms, ARGV[6])
-redis.call('PEXPIRE', KEYS[5], 60000)
-local count = redis.call('ZCARD', KEYS[5])
-if count > rpm then
-  redis.call('SET', KEYS[6], tostring(now_ms))
-  return {'rate_limited', count, rpm}
+if ARGV[12] ~= '' then
+  local rpm = tonumber(ARGV[12])
+  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now_ms - 60000)
+  redis.call('ZADD', KEYS[5], now_ms, ARGV[6])
+  redis.call('PEXPIRE', KEYS[5], 60000)
+  local count = redis.call('ZCARD', KEYS[5])
+  if count > rpm then
+    redis.call('SET', KEYS[6], tostring(now_ms))
+    return {'rate_limited', count, rpm}
+  end
 end
 
 local owner = redis.call('GET', KEYS[4])
@@ -89,22 +110,35 @@ end
 -- unique (agent_id, idempotency_key) in Postgres is what keeps the key to one transaction.
 redis.call('SET', KEYS[4], ARGV[2] .. '|' .. ARGV[3], 'EX', 30)
 
-local amount = tonumber(ARGV[4])
-if amount > per_tx then
-  return {'per_transaction_limit_exceeded', spent, 0, daily, per_tx, threshold, rpm}
+local reply = {}
+local function answer(outcome, newly_held, exceeded)
+  reply = {outcome, newly_held, exceeded}
+  for i = 1, n do
+    reply[3 + i] = counters[i]
+  end
+  return reply
 end
-local outcome = 'pending'
-if amount <= threshold then
-  outcome = 'approved'
+
+if ARGV[13] ~= '' then
+  return answer('declined', 0, 0)
 end
 -- A hold under this key already counted (this script ran before for the request): decide, don't count again.
 if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then
-  return {outcome, spent - amount, 0, daily, per_tx, threshold, rpm}
+  for i = 1, n do
+    counters[i] = counters[i] - tonumber(ARGV[16 + 4 * (i - 1) + 2])
+  end
+  return answer(ARGV[14], 0, 0)
 end
-if spent + amount > daily then
-  return {'daily_limit_exceeded', spent, 0, daily, per_tx, threshold, rpm}
+for i = 1, n do
+  local limit = ARGV[16 + 4 * (i - 1) + 1]
+  if limit ~= '' and counters[i] + tonumber(ARGV[16 + 4 * (i - 1) + 2]) > tonumber(limit) then
+    return answer('declined', 0, i)
+  end
 end
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[4] .. ':' .. ARGV[5])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[4] .. ':' .. ARGV[5] .. ':' .. ARGV[15])
 redis.call('EXPIREAT', KEYS[3], ARGV[7])
-redis.call('INCRBY', KEYS[2], amount)
-return {outcome, spent, 1, daily, per_tx, threshold, rpm}
+for i = 1, n do
+  redis.call('INCRBY', KEYS[7 + i], ARGV[16 + 4 * (i - 1) + 2])
+  redis.call('EXPIREAT', KEYS[7 + i], ARGV[16 + 4 * (i - 1) + 3])
+end
+return answer(ARGV[14], 1, 0)

@@ -13,13 +13,27 @@ Status = Literal["pending", "approved", "declined", "completed", "timed_out"]
 Reason = Literal[
     "auto_approved",
     "approval_required",
+    "new_merchant_requires_approval",
     "approved_by_admin",
+    "merchant_blocked",
+    "merchant_not_allowed",
     "per_transaction_limit_exceeded",
+    "merchant_daily_limit_exceeded",
     "daily_limit_exceeded",
+    "weekly_limit_exceeded",
+    "monthly_limit_exceeded",
+    "organization_daily_limit_exceeded",
+    "organization_monthly_limit_exceeded",
+    "payment_count_exceeded",
     "declined_by_admin",
     "charge_failed",
     "approval_timed_out",
 ]
+BUDGET_CODES = (
+    "merchant_blocked, merchant_not_allowed, per_transaction_limit_exceeded, merchant_daily_limit_exceeded,"
+    " daily_limit_exceeded, weekly_limit_exceeded, monthly_limit_exceeded, organization_daily_limit_exceeded,"
+    " organization_monthly_limit_exceeded, payment_count_exceeded"
+)
 
 
 # Objects ------------------------------------------------------------------------------------------------------
@@ -52,9 +66,15 @@ class ErrorObject(Documented):
     message: str
     request_id: str = Field(examples=["req_8f2c0e1b9a7d4c6e8f2c0e1b9a7d4c6e"])
     errors: list[ValidationErrorItem] | None = Field(default=None, description="validation_error only")
-    limit: int | None = Field(default=None, description="budget errors: the limit in cents")
-    spent: int | None = Field(default=None, description="daily_limit_exceeded: cents already held or spent today")
+    limit: int | None = Field(
+        default=None, description="budget errors: the limit in cents (payment_count_exceeded: in payments)"
+    )
+    spent: int | None = Field(
+        default=None,
+        description="a window's limit: what the window already held or spent, in cents (payments for the count)",
+    )
     requested: int | None = Field(default=None, description="budget errors: the requested amount in cents")
+    merchant: str | None = Field(default=None, description="merchant rules: the merchant as compared (lower case)")
 
 
 class ErrorBody(Documented):
@@ -80,6 +100,14 @@ class Transaction(Documented):
     approval_expires_at: DateTime | None
     created_at: DateTime
     completed_at: DateTime | None
+    shadow: ShadowVerdict | None = Field(
+        default=None, description="dashboard only: what the agent's draft policy would have decided, or null"
+    )
+
+
+class ShadowVerdict(Documented):
+    status: Status
+    decision_reason: Reason
 
 
 class DeclinedTransaction(Transaction):
@@ -119,10 +147,58 @@ class AuditLogList(Documented):
 
 
 class AgentLimits(Documented):
+    """The policy's first four limits, as the agent object showed them before policies; null: no such limit."""
+
+    daily_limit: int | None
+    per_transaction_limit: int | None
+    approval_threshold: int | None
+    max_requests_per_minute: int | None
+
+
+class PolicyLimits(Documented):
+    """Cents (payments for max_payments_per_day); null: no such rule. Windows are the organization's calendar day,
+    ISO week from Monday and calendar month, in its timezone."""
+
+    per_transaction_limit: int | None
+    daily_limit: int | None
+    weekly_limit: int | None
+    monthly_limit: int | None
+    approval_threshold: int | None
+    max_requests_per_minute: int | None
+    max_payments_per_day: int | None
+
+
+class MerchantCap(Documented):
+    merchant: str = Field(description="one host name")
     daily_limit: int
-    per_transaction_limit: int
-    approval_threshold: int
-    max_requests_per_minute: int
+
+
+class MerchantRules(Documented):
+    allow: list[str] = Field(description='host names or "*." + a host name; empty allows every merchant not blocked')
+    block: list[str]
+    limits: list[MerchantCap]
+
+
+class ApprovalRules(Documented):
+    new_merchant: bool = Field(description="a first payment to a merchant the agent never paid waits for people")
+    dual_approval_above: int | None = Field(description="cents above which two people must approve")
+
+
+class Policy(Documented):
+    limits: PolicyLimits
+    merchants: MerchantRules
+    approval: ApprovalRules
+
+
+class OrganizationLimits(Documented):
+    daily_limit: int | None
+    monthly_limit: int | None
+
+
+class OrganizationPolicy(Documented):
+    """The organization's ceiling over all its agents together."""
+
+    limits: OrganizationLimits
 
 
 class Agent(Documented):
@@ -134,9 +210,36 @@ class Agent(Documented):
     blocked_reason: str | None
     key_prefix: str
     limits: AgentLimits
+    policy: Policy
     spend_today: int = Field(description="cents held or spent today (approved, completed and pending)")
-    remaining_today: int
+    remaining_today: int | None = Field(description="cents left of the daily limit today; null without one")
     created_at: DateTime
+
+
+class Outcomes(Documented):
+    approved: int
+    pending: int
+    declined: int
+
+
+class Verdict(Documented):
+    status: Status
+    decision_reason: Reason
+
+
+class SimulatedChange(Documented):
+    transaction_id: Uuid
+    actual: Verdict
+    simulated: Verdict
+
+
+class Simulation(Documented):
+    object: Literal["simulation"]
+    requests: int
+    changed: int
+    actual: Outcomes
+    simulated: Outcomes
+    changes: list[SimulatedChange] = Field(description="at most 100, oldest first")
 
 
 class AgentList(Documented):
@@ -181,7 +284,7 @@ class JobResult(Documented):
 ERROR_DESCRIPTIONS = {
     400: "invalid_token: the approval link is malformed or made for the other action",
     401: "authentication: missing_api_key, invalid_api_key, invalid_signature, timestamp_out_of_range",
-    402: "budget: per_transaction_limit_exceeded, daily_limit_exceeded",
+    402: "budget: " + BUDGET_CODES,
     403: ("permission: agent_disabled, agent_blocked, organization_not_verified (signup_token_required for sign-up)"),
     404: "not_found (also for objects of another agent or organization)",
     409: "conflict: idempotency_key_reused, request_in_progress, already_decided",

@@ -6,7 +6,6 @@ import contextlib
 import secrets
 import uuid
 from dataclasses import dataclass, field
-from datetime import date
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -114,16 +113,26 @@ def enqueue_webhook(conn: db.Connection, row: dict[str, Any], event_type: str) -
     return jobs.enqueue(conn, jobs.webhook_job(event_id))
 
 
-def free_hold(*, agent_id: uuid.UUID, day: date, idempotency_key: str) -> None:
-    """Give a terminal transaction's hold back to its day. If Redis is down the sweep frees it later."""
+def free_hold(row: dict[str, Any]) -> None:
+    """Give a terminal transaction's hold back to every window it holds. If Redis is down the sweep frees it later."""
     with contextlib.suppress(BudgetUnavailable):
-        budget.get_engine().release(agent_id=agent_id, day=day, idempotency_key=idempotency_key)
+        budget.get_engine().release(**_hold_of(row))
 
 
-def settle_hold(*, agent_id: uuid.UUID, day: date, idempotency_key: str) -> None:
-    """The charge went through: the hold's cents stay spent. If Redis is down the sweep settles it later."""
+def settle_hold(row: dict[str, Any]) -> None:
+    """The charge went through: the hold stays spent in its windows. If Redis is down the sweep settles it later."""
     with contextlib.suppress(BudgetUnavailable):
-        budget.get_engine().settle(agent_id=agent_id, day=day, idempotency_key=idempotency_key)
+        budget.get_engine().settle(**_hold_of(row))
+
+
+def _hold_of(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "organization_id": row["organization_id"],
+        "agent_id": row["agent_id"],
+        "day": row["budget_day"],
+        "merchant": row["merchant"],
+        "idempotency_key": row["idempotency_key"],
+    }
 
 
 def after_commit(change: StatusChange | None) -> None:
@@ -133,6 +142,6 @@ def after_commit(change: StatusChange | None) -> None:
     jobs.publish(change.jobs)
     row = change.transaction
     if row["status"] in ("declined", "timed_out"):
-        free_hold(agent_id=row["agent_id"], day=row["budget_day"], idempotency_key=row["idempotency_key"])
+        free_hold(row)
     elif row["status"] == "completed":
-        settle_hold(agent_id=row["agent_id"], day=row["budget_day"], idempotency_key=row["idempotency_key"])
+        settle_hold(row)

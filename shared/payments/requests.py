@@ -34,6 +34,8 @@ from shared.payments.transactions import TRANSACTION_COLUMNS
 from shared.platform import db
 from shared.platform.aio import run_blocking
 from shared.platform.clock import clock
+from shared.policy import evaluate
+from shared.policy.model import limits_wire
 
 log = logging.getLogger("agentpay.payments")
 
@@ -97,14 +99,16 @@ async def request_payment(
     budget_engine = budget.get_engine()
     verdict = await budget_engine.reserve(
         budget.ReserveRequest(
+            organization_id=agent.organization_id,
             agent_id=agent.id,
+            timezone=agent.timezone,
+            day=day,
+            merchant=request.merchant,
+            amount_cents=request.amount_cents,
             idempotency_key=request.idempotency_key,
             transaction_id=transaction_id,
             key_hash=agent.key_hash,
             request_hash=request_hash,
-            amount_cents=request.amount_cents,
-            day=day,
-            expire_at=budget.day_keys_expire_at(agent.timezone, day),
             request_id=request_id,
             now_ms=int(clock.time() * 1000),
         )
@@ -124,7 +128,7 @@ async def request_payment(
             _replay, agent, request, request_hash, request_id=request_id, wait_for=verdict.transaction_id
         )
 
-    status, reason = _status_and_reason(verdict.outcome)
+    status, reason = verdict.status.value, verdict.reason.value
     expires_at = now + timedelta(seconds=approval_ttl_seconds) if status == "pending" else None
     transaction = {
         "id": transaction_id,
@@ -145,6 +149,7 @@ async def request_payment(
         "approval_expires_at": expires_at,
         "created_at": clock.now(),
         "completed_at": None,
+        "shadow": _shadow_verdict(verdict, request.merchant, request.amount_cents),
     }
     job = _job_for(transaction_id, status)
     try:
@@ -170,18 +175,25 @@ async def request_payment(
     return PaymentOutcome(transaction=transaction, replayed=False, decision=verdict)
 
 
-def _status_and_reason(outcome: str) -> tuple[str, str]:
-    if outcome == budget.APPROVED:
-        return "approved", "auto_approved"
-    if outcome == budget.PENDING:
-        return "pending", "approval_required"
-    return "declined", outcome
+def _shadow_verdict(decision: budget.Decision, merchant: str, amount_cents: int) -> dict[str, str] | None:
+    """What the draft policy would have decided with the same windows as they stood, recorded without effect."""
+    effective = decision.effective
+    if effective.shadow is None:
+        return None
+    verdict = evaluate.decide(
+        effective.shadow,
+        effective.ceiling,
+        merchant=merchant,
+        amount_cents=amount_cents,
+        counters=decision.counters,
+        new_merchant=decision.new_merchant,
+    )
+    return {"status": verdict.status.value, "decision_reason": verdict.reason.value}
 
 
 def _audit_entries(
     transaction: dict[str, Any], decision: budget.Decision, request_id: str
 ) -> list[tuple[str, dict[str, Any]]]:
-    limits = decision.limits
     status = transaction["status"]
     details: dict[str, Any] = {
         "request_id": request_id,
@@ -190,12 +202,15 @@ def _audit_entries(
         "merchant": transaction["merchant"],
         "decision_reason": transaction["decision_reason"],
         "spent_before": decision.spent_before_cents,
-        "limits": {
-            "daily_limit": limits.daily_limit_cents,
-            "per_transaction_limit": limits.per_tx_limit_cents,
-            "approval_threshold": limits.approval_threshold_cents,
-        },
+        # What each window held before the request, and the policy it was decided with (its version in Postgres).
+        "windows": {window.value: cents for window, cents in decision.counters.items()},
+        "limits": limits_wire(decision.effective.policy.limits),
+        "policy_version": decision.effective.version,
     }
+    if decision.exceeded is not None:
+        details["window"] = decision.exceeded.window.value
+    if transaction.get("shadow") is not None:
+        details["shadow"] = transaction["shadow"]
     if status == "approved":
         return [("payment.approved", details)]
     if status == "pending":
@@ -207,7 +222,7 @@ _RECORD_SQL = """
 SELECT job_id FROM record_payment_request(
     %(id)s, %(agent_id)s, %(organization_id)s, %(amount_cents)s, %(currency)s, %(merchant)s, %(purpose)s,
     %(context)s, %(status)s, %(decision_reason)s, %(idempotency_key)s, %(request_hash)s, %(budget_day)s,
-    %(callback_url)s, %(approval_expires_at)s, %(created_at)s, %(actor)s, %(audit_entries)s, %(jobs)s
+    %(callback_url)s, %(approval_expires_at)s, %(created_at)s, %(actor)s, %(audit_entries)s, %(jobs)s, %(shadow)s
 )
 """
 
@@ -232,6 +247,7 @@ async def _record(
             {
                 **transaction,
                 "context": Jsonb(transaction["context"]),
+                "shadow": None if transaction["shadow"] is None else Jsonb(transaction["shadow"]),
                 "actor": f"agent:{agent.id}",
                 "audit_entries": Jsonb(entries),
                 "jobs": Jsonb(job_rows),
@@ -260,15 +276,15 @@ def _undo_reservation(
 ) -> None:
     """The row was not written: give back the hold this request took and drop its idempotency claim."""
     try:
-        if decision.newly_held:
-            budget_engine.release(
-                agent_id=agent.id,
-                day=day,
-                idempotency_key=request.idempotency_key,
-                undo_claim_of=str(transaction_id),
-            )
-        else:
-            budget_engine.release(agent_id=agent.id, day=day, idempotency_key="", undo_claim_of=str(transaction_id))
+        budget_engine.release(
+            organization_id=agent.organization_id,
+            agent_id=agent.id,
+            day=day,
+            merchant=request.merchant,
+            idempotency_key=request.idempotency_key,
+            undo_claim_of=str(transaction_id),
+            free_hold=decision.newly_held,
+        )
     except BudgetUnavailable:
         # The sweep frees holds that have no transaction row; the claim expires by itself in 30 s.
         log.warning("could not undo a reservation", extra={"fields": {"transaction_id": str(transaction_id)}})

@@ -137,9 +137,9 @@ def _reconcile_holds(settings: Settings, report: SweepReport) -> None:
     """Free holds whose transaction ended or never got written; settle those whose charge completed."""
     engine = budget.get_engine()
     now_ms = int(clock.time() * 1000)
-    for key in engine.store.scan_keys("ap:{*}:d:*:holds"):
-        agent_id, day = _parse_holds_key(key)
-        if agent_id is None or day is None:
+    for key in engine.store.scan_keys("ap:{*}:a:*:d:*:holds"):
+        organization_id, agent_id, day = _parse_holds_key(key)
+        if organization_id is None or agent_id is None or day is None:
             continue
         holds = engine.store.hgetall(key)
         if not holds:
@@ -152,14 +152,21 @@ def _reconcile_holds(settings: Settings, report: SweepReport) -> None:
         status_of = {r["idempotency_key"]: r["status"] for r in rows}
         for field_name, value in holds.items():
             status = status_of.get(field_name)
-            taken_ms = _taken_ms(value)
+            taken_ms, merchant = _hold_value(value)
+            hold: dict[str, Any] = {
+                "organization_id": organization_id,
+                "agent_id": agent_id,
+                "day": day,
+                "merchant": merchant,
+                "idempotency_key": field_name,
+            }
             if status in ("declined", "timed_out") or (
                 status is None and now_ms - taken_ms > ORPHAN_HOLD_SECONDS * 1000
             ):
-                if engine.release(agent_id=agent_id, day=day, idempotency_key=field_name):
+                if engine.release(**hold):
                     report.holds_freed += 1
             elif status == "completed":
-                engine.settle(agent_id=agent_id, day=day, idempotency_key=field_name)
+                engine.settle(**hold)
                 report.holds_settled += 1
 
 
@@ -173,21 +180,25 @@ def _delete_old_sessions(settings: Settings, report: SweepReport) -> None:
             return
 
 
-def _parse_holds_key(key: str) -> tuple[uuid.UUID | None, date | None]:
-    # ap:{<agent id>}:d:<YYYY-MM-DD>:holds
+def _parse_holds_key(key: str) -> tuple[uuid.UUID | None, uuid.UUID | None, date | None]:
+    # ap:{<organization id>}:a:<agent id>:d:<YYYY-MM-DD>:holds
     try:
-        agent_part = key[key.index("{") + 1 : key.index("}")]
+        organization_part = key[key.index("{") + 1 : key.index("}")]
+        agent_part = key.split(":a:", 1)[1].split(":", 1)[0]
         day_part = key.split(":d:", 1)[1].split(":", 1)[0]
-        return uuid.UUID(agent_part), date.fromisoformat(day_part)
+        return uuid.UUID(organization_part), uuid.UUID(agent_part), date.fromisoformat(day_part)
     except (ValueError, IndexError):
-        return None, None
+        return None, None, None
 
 
-def _taken_ms(value: str) -> int:
+def _hold_value(value: str) -> tuple[int, str]:
+    """When a hold was taken (unix ms) and the merchant it pays: "cents:unix_ms:merchant"."""
+    parts = value.split(":", 2)
     try:
-        return int(value.split(":", 1)[1])
+        taken_ms = int(parts[1])
     except (IndexError, ValueError):
-        return 0
+        taken_ms = 0
+    return taken_ms, parts[2] if len(parts) > 2 else ""
 
 
 def run_forever(settings: Settings, stop: Any) -> None:

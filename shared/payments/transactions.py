@@ -12,7 +12,7 @@ from shared.platform.clock import iso
 TRANSACTION_COLUMNS = """
 id, organization_id, agent_id, amount_cents, currency, merchant, purpose, context, status, decision_reason,
 idempotency_key, request_hash, budget_day, callback_url, stripe_charge_id, approval_expires_at, created_at,
-completed_at
+completed_at, shadow
 """
 
 
@@ -55,3 +55,9 @@ def transaction_view(row: dict[str, Any]) -> dict[str, Any]:
         "created_at": iso(row["created_at"]),
         "completed_at": iso(row["completed_at"]),
     }
+
+
+def dashboard_view(row: dict[str, Any]) -> dict[str, Any]:
+    """The transaction object as the organization's admins see it: with the draft policy's verdict (agents never
+    see their organization's drafts)."""
+    return {**transaction_view(row), "shadow": row.get("shadow")}

@@ -557,8 +557,8 @@ def _rows(agent_ids: list[str]) -> list[dict[str, Any]]:
 
     with db.connection() as conn:
         return conn.execute(
-            "SELECT id::text, agent_id::text, amount_cents, status, decision_reason, budget_day, stripe_charge_id,"
-            " idempotency_key FROM transactions WHERE agent_id = ANY(%s)",
+            "SELECT id::text, agent_id::text, organization_id::text, amount_cents, status, decision_reason, budget_day,"
+            " stripe_charge_id, idempotency_key FROM transactions WHERE agent_id = ANY(%s)",
             ([uuid.UUID(a) for a in agent_ids],),
         ).fetchall()
 
@@ -755,10 +755,12 @@ def _check(run: _Run) -> None:
     run.step = "reading the day counters from Valkey"
     engine = budget.get_engine()
     days = {row["budget_day"] for row in rows}
-    for agent_id in agent_ids:
+    organization_of = {row["agent_id"]: row["organization_id"] for row in rows}
+    for agent_id in [a for a in agent_ids if a in organization_of]:
         for day in days:
             report.checks["agent-days with Redis == Postgres"] += 1
-            in_redis = _retrying(lambda a=agent_id, d=day: engine.spent(uuid.UUID(a), d))
+            organization_id = uuid.UUID(organization_of[agent_id])
+            in_redis = _retrying(lambda a=agent_id, d=day, o=organization_id: engine.spent(o, uuid.UUID(a), d))
             in_postgres = held.get((agent_id, day), 0)
             if in_redis != in_postgres:
                 violations.append(f"agent {agent_id} on {day}: Redis counts {in_redis}, Postgres holds {in_postgres}")

@@ -112,7 +112,9 @@ def fingerprint(agent: Agent) -> tuple[Any, ...]:
             " FROM agents a JOIN budget_limits l ON l.agent_id = a.id WHERE a.id = %s",
             (agent.id,),
         ).fetchone()
-    spent = budget.get_engine().spent(uuid.UUID(agent.id), budget.budget_day("UTC", clock.now()))
+    spent = budget.get_engine().spent(
+        uuid.UUID(agent.org.body["organization"]["id"]), uuid.UUID(agent.id), budget.budget_day("UTC", clock.now())
+    )
     return (txs["n"], txs["cents"], spent, tuple(row.values()) if row else None)
 
 

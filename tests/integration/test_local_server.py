@@ -137,6 +137,17 @@ def _the_readme_commands_work_with_the_keys_make_run_prints(workdir: Path, port:
     assert [a["name"] for a in listed["data"]] == ["demo-agent"], listed
     assert created["api_key"].startswith("apk_test_") and created["agent"]["name"] == "buyer", created
 
+    # "Spend policies": the example policy, put on the demo agent as written.
+    section = readme.split("## Spend policies", 1)[1]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0].replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", block], cwd=workdir, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    agent = json.loads(result.stdout)
+    assert agent["name"] == "demo-agent" and agent["policy"]["limits"]["weekly_limit"] == 50000, agent
+    assert agent["policy"]["merchants"]["allow"] == ["api.openai.com", "*.example.com"]
+
 
 def _the_printed_first_request_is_approved(dev: dict[str, Any]) -> None:
     """The signed request `make run` prints to copy into a shell (openssl and curl), as printed."""

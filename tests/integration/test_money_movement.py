@@ -54,7 +54,9 @@ def spent(agent: Agent) -> int:
     from shared.budget import engine as budget
     from shared.platform.clock import clock
 
-    return budget.get_engine().spent(uuid.UUID(agent.id), budget.budget_day("UTC", clock.now()))
+    return budget.get_engine().spent(
+        uuid.UUID(agent.org.body["organization"]["id"]), uuid.UUID(agent.id), budget.budget_day("UTC", clock.now())
+    )
 
 
 def outbox_email(tx_id: str) -> dict[str, Any]:
@@ -554,13 +556,15 @@ def test_the_sweep_frees_a_hold_whose_request_died_before_its_row(client: Any, a
         try:
             await budget.get_engine().reserve(
                 budget.ReserveRequest(
+                    organization_id=uuid.UUID(agent.org.body["organization"]["id"]),
                     agent_id=uuid.UUID(agent.id),
+                    timezone="UTC",
+                    day=day,
+                    merchant="api.example.com",
+                    amount_cents=700,
                     idempotency_key="died",
                     transaction_id=uuid.uuid4(),
                     request_hash="h",
-                    amount_cents=700,
-                    day=day,
-                    expire_at=budget.day_keys_expire_at("UTC", day),
                     request_id="r",
                     now_ms=int(clock.time() * 1000),
                 )

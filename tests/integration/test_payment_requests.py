@@ -34,7 +34,7 @@ def spent_counter(agent: Agent) -> int:
     from shared.platform.clock import clock
 
     day = budget.budget_day(agent.org.body["organization"]["timezone"], clock.now())
-    return budget.get_engine().spent(uuid.UUID(agent.id), day)
+    return budget.get_engine().spent(uuid.UUID(agent.org.body["organization"]["id"]), uuid.UUID(agent.id), day)
 
 
 # Decisions ----------------------------------------------------------------------------------------------------
@@ -343,7 +343,13 @@ def test_flush_keeps_pending_holds_releasable(client: Any, agent: Agent) -> None
     budget.get_engine().store.flushall()
     assert pay(client, agent, 100).status_code == 201  # rebuilds: 1500 held + 100
     day = budget.budget_day("UTC", clock.now())
-    freed = budget.get_engine().release(agent_id=uuid.UUID(agent.id), day=day, idempotency_key="held-then-flushed")
+    freed = budget.get_engine().release(
+        organization_id=uuid.UUID(agent.org.body["organization"]["id"]),
+        agent_id=uuid.UUID(agent.id),
+        day=day,
+        merchant="api.example.com",
+        idempotency_key="held-then-flushed",
+    )
     assert freed == 1500 and pending["status"] == "pending"
     assert spent_counter(agent) == 100
 

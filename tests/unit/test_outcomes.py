@@ -8,6 +8,7 @@ import re
 import typing
 
 from shared.http import schema as api_schema
+from shared.policy.evaluate import PRECHECK_REASONS, WINDOW_REASONS, Window
 from shared.policy.outcomes import BUDGET_DECLINES, TERMINAL, DecisionReason, Status
 from tests.conftest import REPO
 
@@ -29,10 +30,12 @@ def test_the_database_refuses_exactly_the_other_values() -> None:
     assert _quoted(reason_checks[-1]) == REASONS
 
 
-def test_the_budget_script_declines_with_the_budget_reasons() -> None:
+def test_the_policy_checks_in_the_order_of_the_budget_reasons() -> None:
+    """The checks that need no counter, then the windows the budget script checks in order, give the declines."""
+    order = [*PRECHECK_REASONS, *(WINDOW_REASONS[window] for window in Window)]
+    assert order == list(BUDGET_DECLINES)
     script = (REPO / "shared" / "budget" / "reserve_budget.lua").read_text()
-    declines = {name for name in re.findall(r"return \{'([a-z_]+)'", script) if name.endswith("_exceeded")}
-    assert declines == {reason.value for reason in BUDGET_DECLINES}
+    assert "return answer('declined', 0, i)" in script, "the script names the exceeded window by its index"
 
 
 def test_the_api_schema_documents_each_value() -> None:
@@ -44,11 +47,19 @@ def test_a_budget_decline_answers_its_reason_as_the_402_code() -> None:
     from types import SimpleNamespace
 
     from shared.errors import BudgetExceededError
+    from shared.policy.evaluate import Check
 
-    limits = SimpleNamespace(per_tx_limit_cents=2000, daily_limit_cents=5000)
+    policy = SimpleNamespace(limits=SimpleNamespace(per_tx_limit_cents=2000))
+    exceeded = {reason: window for window, reason in WINDOW_REASONS.items()}
     for reason in BUDGET_DECLINES:
-        decision = SimpleNamespace(outcome=reason.value, limits=limits, spent_before_cents=4500)
-        error = BudgetExceededError.for_decision(decision, amount_cents=2500)
+        window = exceeded.get(reason)
+        decision = SimpleNamespace(
+            reason=reason,
+            effective=SimpleNamespace(policy=policy),
+            exceeded=None if window is None else Check(window, 5000, 2500),
+            counters={w: 4500 for w in Window},
+        )
+        error = BudgetExceededError.for_decision(decision, amount_cents=2500, merchant="api.example.com")
         assert (error.http_status, error.code) == (402, reason.value)
 
 

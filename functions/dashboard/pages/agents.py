@@ -23,7 +23,7 @@ from shared.config import get_settings
 from shared.errors import ValidationFailed
 from shared.http.app import request_id_of
 from shared.platform import db
-from shared.policy.limits import DEFAULT_MAX_REQUESTS_PER_MINUTE, Limits
+from shared.policy.model import DEFAULT_MAX_REQUESTS_PER_MINUTE, Limits, check_basic_limits
 
 router = APIRouter(route_class=PageRoute)
 
@@ -57,13 +57,14 @@ def _limits_from(form: dict[str, str]) -> tuple[Limits | None, dict[str, str]]:
     rate = int(rate_text) if rate_text.isdigit() else 0
     if errors:
         return None, errors
+    limits = Limits(
+        daily_limit_cents=cents["daily_limit"],
+        per_tx_limit_cents=cents["per_transaction_limit"],
+        approval_threshold_cents=cents["approval_threshold"],
+        max_requests_per_minute=rate,
+    )
     try:
-        limits = Limits(
-            daily_limit_cents=cents["daily_limit"],
-            per_tx_limit_cents=cents["per_transaction_limit"],
-            approval_threshold_cents=cents["approval_threshold"],
-            max_requests_per_minute=rate,
-        ).validate()
+        check_basic_limits(limits)
     except ValidationFailed as exc:
         for error in exc.errors:
             errors.setdefault(error["field"], f"{error['field']}: {error['message']}")

@@ -107,7 +107,21 @@ def _transaction(body: dict[str, Any]) -> Transaction:
         raise APIError(f"AgentPay answered with an unexpected object: {exc}", body=body) from exc
 
 
-_BUDGET_REASONS = frozenset({"per_transaction_limit_exceeded", "daily_limit_exceeded"})
+# The reasons a policy declines with (each is the 402's code).
+_BUDGET_REASONS = frozenset(
+    {
+        "merchant_blocked",
+        "merchant_not_allowed",
+        "per_transaction_limit_exceeded",
+        "merchant_daily_limit_exceeded",
+        "daily_limit_exceeded",
+        "weekly_limit_exceeded",
+        "monthly_limit_exceeded",
+        "organization_daily_limit_exceeded",
+        "organization_monthly_limit_exceeded",
+        "payment_count_exceeded",
+    }
+)
 
 
 def _payment(body: dict[str, Any]) -> Transaction:
