@@ -65,8 +65,8 @@ def transaction_json(transaction: agentpay_spend.Transaction) -> dict[str, Any]:
     """The transaction as the API sent it (datetimes back to ISO 8601, fields the SDK does not know kept)."""
     data: dict[str, Any] = {}
     for field in dataclasses.fields(transaction):
-        if field.name == "extra":
-            continue
+        if field.name == "extra" or (field.name == "shadow" and transaction.shadow is None):
+            continue  # shadow: the dashboard's, never in the agent API's answers
         value = getattr(transaction, field.name)
         data[field.name] = value.isoformat() if isinstance(value, datetime) else value
     return {**data, **transaction.extra}
