@@ -26,8 +26,9 @@ function agentpayLike() {
       transactions.set(tx.id, tx);
       if (amount > 10_000) {
         Object.assign(tx, { status: "declined", decision_reason: "per_transaction_limit_exceeded" });
-        const message = `Per-transaction limit of 10000 would be exceeded (requested ${amount}).`;
-        return { status: 402, body: { ...tx, ...errorBody("budget", "per_transaction_limit_exceeded", message) } };
+        const message = `Per-transaction limit of $100.00 would be exceeded ($${amount / 100} requested).`;
+        const error = errorBody("budget", "per_transaction_limit_exceeded", message, { limit: 10_000, requested: amount });
+        return { status: 402, body: { ...tx, ...error } };
       }
       if (amount > 2000) {
         Object.assign(tx, { status: "pending", decision_reason: "approval_required" });
