@@ -57,6 +57,37 @@ def new_agent(admin_http: httpx.Client) -> Any:
     return create
 
 
+def policy(
+    *,
+    limits: dict[str, int | None] | None = None,
+    block: list[str] | None = None,
+    allow: list[str] | None = None,
+) -> dict[str, Any]:
+    """A whole policy as PUT /v1/dashboard/agents/{id}/policy takes it: the given limits, else make_agent's."""
+    defaults: dict[str, int | None] = {
+        "per_transaction_limit": 2000,
+        "daily_limit": 5000,
+        "weekly_limit": None,
+        "monthly_limit": None,
+        "approval_threshold": 1000,
+        "max_requests_per_minute": 20,
+        "max_payments_per_day": None,
+    }
+    return {
+        "limits": {**defaults, **(limits or {})},
+        "merchants": {"allow": allow or [], "block": block or [], "limits": []},
+        "approval": {"new_merchant": False, "dual_approval_above": None},
+    }
+
+
+def put_policy(admin_http: httpx.Client, agent: Agent, body: dict[str, Any]) -> dict[str, Any]:
+    """What an admin does in the dashboard: replace the agent's policy; it applies from its next request."""
+    response = admin_http.put(f"/v1/dashboard/agents/{agent.id}/policy", json=body, headers=agent.org.admin_headers)
+    assert response.status_code == 200, response.text
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
 def outbox_dir() -> Path:
     from shared.config import get_settings
 

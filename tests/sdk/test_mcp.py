@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 
 from tests.conftest import REPO, Agent, ServerProcess, _free_port
-from tests.sdk.conftest import Approver
+from tests.sdk.conftest import Approver, policy, put_policy
 
 mcp = pytest.importorskip("mcp", reason="`agentpay-mcp` needs the mcp package")
 from mcp import ClientSession, StdioServerParameters, stdio_client  # noqa: E402
@@ -79,6 +80,24 @@ def test_tools_are_listed_with_descriptions_a_model_can_follow(sdk_server: Serve
     assert tools["get_transaction"].inputSchema["required"] == ["transaction_id"]
 
 
+def test_the_description_says_what_each_decline_means_and_that_it_is_final() -> None:
+    import agentpay_spend
+    from agentpay_spend import mcp as agentpay_mcp
+
+    assert list(agentpay_mcp.DECLINES) == list(agentpay_spend.BUDGET_DECLINE_REASONS), "every decline, in order"
+    text = agentpay_mcp.REQUEST_PAYMENT
+    for code, meaning in agentpay_mcp.DECLINES.items():
+        assert f"- {code}: {meaning}." in text
+    assert "exceed" in agentpay_mcp.DECLINES["weekly_limit_exceeded"]
+    assert "Do NOT retry a declined payment with another idempotency_key" in text
+    assert "do NOT split it into smaller payments" in text
+    for reason in agentpay_spend.APPROVAL_REASONS:  # pending: people decide, the model waits
+        assert reason in text
+    assert "people decide, not you: call wait_for_approval and wait" in text
+    assert "waits for people" in agentpay_mcp.WAIT_FOR_APPROVAL
+    assert "never retry it with another idempotency_key or split it" in agentpay_mcp.INSTRUCTIONS
+
+
 def test_request_payment_get_transaction_and_wait(sdk_server: ServerProcess, agent: Agent) -> None:
     run = uuid.uuid4().hex
 
@@ -139,6 +158,47 @@ def test_errors_are_structured_with_the_api_code_and_the_key_to_retry_with(
     assert (data(wait)["error"]["code"], data(wait)["error"]["retryable"]) == ("approval_wait_timeout", True)
     assert data(wait)["transaction"]["status"] == "pending"
     assert missing.isError and data(missing)["error"]["code"] == "not_found"
+
+
+def test_a_policy_decline_answers_its_code_message_and_figures(
+    sdk_server: ServerProcess, agent: Agent, admin_http: httpx.Client
+) -> None:
+    limits = {"per_transaction_limit": 200, "daily_limit": None, "weekly_limit": 300, "approval_threshold": 200}
+    put_policy(admin_http, agent, policy(limits=limits, block=["ads.example.com"]))
+    run = uuid.uuid4().hex
+
+    async def body(session: ClientSession) -> list[Any]:
+        calls = [
+            ("ok", 200, "mcp.example"),
+            ("over the week", 200, "mcp.example"),
+            ("banner ads", 50, "Ads.Example.com"),
+        ]
+        return [
+            await session.call_tool(
+                "request_payment", {"amount": amount, "purpose": f"{purpose} {run}", "merchant": merchant}
+            )
+            for purpose, amount, merchant in calls
+        ]
+
+    ok, weekly, blocked = with_session(agent.api_key, sdk_server.base_url, body)
+
+    assert not ok.isError and data(ok)["status"] == "approved"
+    assert weekly.isError and blocked.isError
+    error = data(weekly)["error"]
+    assert (error["type"], error["code"], error["http_status"], error["retryable"]) == (
+        "budget",
+        "weekly_limit_exceeded",
+        402,
+        False,
+    )
+    assert error["message"] == "Weekly limit of $3.00 would be exceeded ($2.00 already spent or held, $2.00 requested)."
+    assert (error["limit"], error["spent"], error["requested"]) == (300, 200, 200) and "merchant" not in error
+    assert "split it into smaller payments" in error["advice"]
+    assert data(weekly)["transaction"]["decision_reason"] == "weekly_limit_exceeded"
+
+    error = data(blocked)["error"]
+    assert (error["code"], error["merchant"], error["requested"]) == ("merchant_blocked", "ads.example.com", 50)
+    assert "ads.example.com" in error["message"] and "limit" not in error
 
 
 def test_an_amount_in_dollars_is_refused_not_paid_as_cents(sdk_server: ServerProcess, agent: Agent) -> None:

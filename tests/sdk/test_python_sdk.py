@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import Agent, ServerProcess, signed_post
-from tests.sdk.conftest import Approver, FlakyProxy, transaction_rows
+from tests.sdk.conftest import Approver, FlakyProxy, policy, put_policy, transaction_rows
 
 WRONG_KEY = "apk_test_" + "0" * 64
 
@@ -106,6 +106,42 @@ def test_over_the_daily_limit_raises_budget_exceeded_also_on_replay(sdk_server: 
         assert (replay.value.http_status, replay.value.code) == (200, "daily_limit_exceeded")
         assert replay.value.transaction is not None
         assert replay.value.transaction.id == info.value.transaction.id
+
+
+def test_a_policy_set_in_the_dashboard_declines_as_typed_errors_naming_the_rule(
+    sdk_server: ServerProcess, new_agent: Any, admin_http: httpx.Client
+) -> None:
+    agent = new_agent()
+    limits = {"per_transaction_limit": 200, "daily_limit": None, "weekly_limit": 300, "approval_threshold": 200}
+    answer = put_policy(admin_http, agent, policy(limits=limits, block=["*.ads.example"]))
+    assert answer["policy"]["limits"]["weekly_limit"] == 300 and answer["limits"]["daily_limit"] is None
+
+    with agentpay_spend.AgentPay(api_key=agent.api_key, base_url=sdk_server.base_url) as client:
+        assert client.pay.request(**purchase(amount=200)).status == "approved"
+        over = purchase(amount=200)
+        with pytest.raises(agentpay_spend.BudgetExceededError) as weekly:
+            client.pay.request(**over)
+        with pytest.raises(agentpay_spend.BudgetExceededError) as blocked:
+            client.pay.request(**purchase(amount=50, merchant="Banners.Ads.Example"))
+        with pytest.raises(agentpay_spend.BudgetExceededError) as replay:
+            client.pay.request(**over)
+
+    exc = weekly.value
+    assert (exc.http_status, exc.type, exc.code) == (402, "budget", "weekly_limit_exceeded")
+    assert (exc.limit, exc.spent, exc.requested, exc.merchant) == (300, 200, 200, None)
+    assert not exc.is_merchant_rule and not exc.is_organization_limit
+    assert exc.message == "Weekly limit of $3.00 would be exceeded ($2.00 already spent or held, $2.00 requested)."
+    assert exc.transaction is not None
+    assert (exc.transaction.status, exc.transaction.decision_reason) == ("declined", "weekly_limit_exceeded")
+
+    exc = blocked.value
+    assert (exc.http_status, exc.code) == (402, "merchant_blocked")
+    assert (exc.limit, exc.spent, exc.requested, exc.merchant) == (None, None, 50, "banners.ads.example")
+    assert exc.is_merchant_rule and "banners.ads.example" in exc.message
+    assert exc.transaction is not None and exc.transaction.decision_reason == "merchant_blocked"
+
+    assert (replay.value.http_status, replay.value.code) == (200, "weekly_limit_exceeded")
+    assert replay.value.transaction is not None and replay.value.transaction.id == weekly.value.transaction.id
 
 
 def test_a_pending_payment_outlasts_a_short_local_wait(client: agentpay_spend.AgentPay, answers: Answers) -> None:

@@ -1,7 +1,8 @@
 """The SDK READMEs' code blocks, run literally against the real local server, so the quick-starts cannot rot.
 
-Each block gets a fresh agent whose limits make every documented outcome happen: small amounts auto-approved,
-the "wait for approval" amount pending (an admin thread clicks the email's link), the huge one declined.
+Each block gets a fresh agent whose policy makes every documented outcome happen: small amounts auto-approved,
+the "wait for approval" amount pending (an admin thread clicks the email's link), the huge one declined, and
+ads.example.com blocked (as the repository README's example policy does).
 """
 
 from __future__ import annotations
@@ -15,22 +16,28 @@ from pathlib import Path
 from typing import Any
 
 import agentpay_spend
+import httpx
 import pytest
 
 from tests.conftest import REPO, ServerProcess
-from tests.sdk.conftest import TS_SDK, Approver
+from tests.sdk.conftest import TS_SDK, Approver, policy, put_policy
 
 PY_README = REPO / "sdk" / "python" / "README.md"
 TS_README = TS_SDK / "README.md"
 PY_BLOCKS = re.findall(r"^```python\n(.*?)^```", PY_README.read_text(encoding="utf-8"), flags=re.M | re.S)
 TS_BLOCKS = re.findall(r"^```js\n(.*?)^```", TS_README.read_text(encoding="utf-8"), flags=re.M | re.S)
 
+BLOCKED = (
+    r"^the policy refuses this merchant: ads\.example\.com\n"
+    r"^Payments to ads\.example\.com are blocked by this agent's policy\.$"
+)
 TX_ID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 # What each block prints against the real server, in README order (None: the block checks itself with asserts).
 PY_EXPECTED = [
     rf"^{TX_ID} approved auto_approved$",
     r"^paid: pi_\w+$",
     rf"^over budget: per_transaction_limit_exceeded - .+\n^declined transaction: {TX_ID}$",
+    BLOCKED,
     None,
     r"^True (approved|completed)$",
     r"^transaction\.completed 7b0f0d52-3a51-4c43-9d67-0c1f4b7f9a10 completed$",
@@ -39,6 +46,7 @@ TS_EXPECTED = [
     rf"^{TX_ID} approved auto_approved$",
     rf"^{TX_ID} approved auto_approved$",  # the same in CommonJS
     rf"^per_transaction_limit_exceeded 10000 null 250000 {TX_ID}$",
+    BLOCKED,
     r"^paid: pi_\w+$",
     None,  # the webhook receiver: driven by a real payment with a callback_url below
 ]
@@ -54,10 +62,13 @@ def test_python_readme_block_runs_against_the_real_server(
     index: int,
     sdk_server: ServerProcess,
     new_agent: Any,
+    admin_http: httpx.Client,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    agent = new_agent(daily_limit=100_000, per_transaction_limit=10_000, approval_threshold=1000)
+    limits = {"daily_limit": 100_000, "per_transaction_limit": 10_000, "approval_threshold": 1000}
+    agent = new_agent(**limits)
+    put_policy(admin_http, agent, policy(limits=limits, block=["ads.example.com"]))
     monkeypatch.setenv("AGENTPAY_API_KEY", agent.api_key)
     monkeypatch.setenv("AGENTPAY_BASE_URL", sdk_server.base_url)
 
@@ -91,9 +102,11 @@ def _js_file(tmp_path: Path, index: int, sdk: Path) -> Path:
 
 @pytest.mark.parametrize("index", range(len(TS_BLOCKS)), ids=[f"block{i}" for i in range(len(TS_BLOCKS))])
 def test_typescript_readme_block_runs_against_the_real_server(
-    index: int, ts_sdk: Path, sdk_server: ServerProcess, new_agent: Any, tmp_path: Path
+    index: int, ts_sdk: Path, sdk_server: ServerProcess, new_agent: Any, admin_http: httpx.Client, tmp_path: Path
 ) -> None:
-    agent = new_agent(daily_limit=100_000, per_transaction_limit=10_000, approval_threshold=2000)
+    limits = {"daily_limit": 100_000, "per_transaction_limit": 10_000, "approval_threshold": 2000}
+    agent = new_agent(**limits)
+    put_policy(admin_http, agent, policy(limits=limits, block=["ads.example.com"]))
     env = {"AGENTPAY_API_KEY": agent.api_key, "AGENTPAY_BASE_URL": sdk_server.base_url}
     script = _js_file(tmp_path, index, ts_sdk)
     node_env = {**_base_env(), **env}

@@ -37,6 +37,7 @@ def test_typescript_integration_suite_passes_with_every_test_enabled(
     agent = new_agent()  # daily 5000, per transaction 2000, approval threshold 1000
     daily = new_agent(daily_limit=300, per_transaction_limit=200, approval_threshold=200)
     rate_limited = new_agent(max_requests_per_minute=2)
+    policed = new_agent()  # the test replaces its policy through the dashboard API with the admin key
     retry_key = f"ts-retry-{uuid.uuid4().hex}"
 
     counts = node_test(
@@ -53,12 +54,15 @@ def test_typescript_integration_suite_passes_with_every_test_enabled(
             "AGENTPAY_TEST_DAILY_AMOUNT": "200",
             "AGENTPAY_TEST_RATE_LIMITED_API_KEY": rate_limited.api_key,
             "AGENTPAY_TEST_RATE_LIMIT": "2",
+            "AGENTPAY_TEST_ADMIN_KEY": policed.org.admin_key,
+            "AGENTPAY_TEST_POLICY_AGENT_ID": policed.id,
+            "AGENTPAY_TEST_POLICY_API_KEY": policed.api_key,
             "AGENTPAY_TEST_FLAKY_BASE_URL": flaky_proxy.base_url,
             "AGENTPAY_TEST_RETRY_KEY": retry_key,
             "AGENTPAY_TEST_WAIT_MS": "60000",
         },
     )
 
-    assert counts.get("skipped") == 0 and counts.get("pass", 0) >= 10, counts
+    assert counts.get("skipped") == 0 and counts.get("pass", 0) >= 11, counts
     assert flaky_proxy.payment_requests == [503, 503, 200]
     assert len(transaction_rows(agent.id, retry_key)) == 1, "the retries made exactly one transaction"

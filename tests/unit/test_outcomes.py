@@ -9,7 +9,7 @@ import typing
 
 from shared.http import schema as api_schema
 from shared.policy.evaluate import PRECHECK_REASONS, WINDOW_REASONS, Window
-from shared.policy.outcomes import BUDGET_DECLINES, TERMINAL, DecisionReason, Status
+from shared.policy.outcomes import APPROVAL_REASONS, BUDGET_DECLINES, TERMINAL, DecisionReason, Status
 from tests.conftest import REPO
 
 REASONS = {reason.value for reason in DecisionReason}
@@ -70,6 +70,18 @@ def test_the_python_sdk_knows_the_budget_reasons_and_the_terminal_statuses() -> 
     assert set(_transaction.TERMINAL_STATUSES) == {status.value for status in TERMINAL}
 
 
+def test_the_python_sdk_types_every_value_in_order() -> None:
+    import agentpay_spend
+
+    def values(members: typing.Iterable[DecisionReason | Status]) -> list[str]:
+        return [member.value for member in members]
+
+    assert values(BUDGET_DECLINES) == list(agentpay_spend.BUDGET_DECLINE_REASONS)
+    assert values(APPROVAL_REASONS) == list(agentpay_spend.APPROVAL_REASONS)
+    assert values(DecisionReason) == list(agentpay_spend.DECISION_REASONS)
+    assert values(Status) == list(agentpay_spend.TRANSACTION_STATUSES)
+
+
 def test_the_dashboard_labels_every_value() -> None:
     from functions.dashboard.pages import common
 
@@ -81,9 +93,14 @@ def test_the_typescript_sdk_types_every_value() -> None:
     types = (REPO / "sdk" / "typescript" / "src" / "types.ts").read_text()
 
     def constant(name: str) -> set[str]:
+        return set(in_order(name))
+
+    def in_order(name: str) -> list[str]:
         found = re.search(rf"export const {name} = \[(.*?)\] as const", types, re.S)
         assert found, name
-        return set(re.findall(r'"([a-z_]+)"', found.group(1)))
+        return re.findall(r'"([a-z_]+)"', found.group(1))
 
     assert constant("TRANSACTION_STATUSES") == STATUSES
     assert constant("DECISION_REASONS") == REASONS
+    assert in_order("BUDGET_DECLINE_REASONS") == [reason.value for reason in BUDGET_DECLINES]
+    assert in_order("APPROVAL_REASONS") == [reason.value for reason in APPROVAL_REASONS]

@@ -19,6 +19,8 @@ from typing import Any
 
 AUTO_APPROVE_UP_TO = 1000
 PER_TRANSACTION_LIMIT = 10000
+# As if the agent's policy blocked this merchant (the repository README's example policy does).
+BLOCKED_MERCHANT = "ads.example.com"
 
 
 @dataclass
@@ -141,10 +143,22 @@ class FakeAgentPay:
         }
         self.by_key[key] = (tx["id"], params)
         self.transactions[tx["id"]] = tx
+        merchant = str(data["merchant"]).strip().lower().rstrip(".")
+        if merchant == BLOCKED_MERCHANT:
+            tx.update(status="declined", decision_reason="merchant_blocked")
+            message = f"Payments to {merchant} are blocked by this agent's policy."
+            return Canned(402, {**tx, **error_body("budget", "merchant_blocked", message, merchant=merchant)})
         if amount > PER_TRANSACTION_LIMIT:
             tx.update(status="declined", decision_reason="per_transaction_limit_exceeded")
             message = f"Per-transaction limit of {PER_TRANSACTION_LIMIT} exceeded (requested {amount})."
-            return Canned(402, {**tx, **error_body("budget", "per_transaction_limit_exceeded", message)})
+            error = error_body(
+                "budget",
+                "per_transaction_limit_exceeded",
+                message,
+                limit=PER_TRANSACTION_LIMIT,
+                requested=amount,
+            )
+            return Canned(402, {**tx, **error})
         if amount > AUTO_APPROVE_UP_TO:
             expires = datetime.now(UTC) + timedelta(hours=24)
             tx.update(

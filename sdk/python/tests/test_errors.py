@@ -68,6 +68,120 @@ def test_budget_exceeded_carries_the_declined_transaction(client: agentpay_spend
     assert (exc.transaction.status, exc.transaction.amount) == ("declined", 50_000)
     assert exc.transaction.decision_reason == "per_transaction_limit_exceeded"
     assert "error" in exc.transaction.extra  # the body's error key is kept, not a field
+    assert (exc.limit, exc.spent, exc.requested, exc.merchant) == (10_000, None, 50_000, None)
+    assert not exc.is_merchant_rule and not exc.is_organization_limit
+
+
+def _declined(code: str, amount: int, **figures: object) -> Canned:
+    """A 402 as the server answers it: the declined transaction with the budget error added."""
+    tx = {
+        "id": "7b0f0d52-3a51-4c43-9d67-0c1f4b7f9a10",
+        "object": "transaction",
+        "organization_id": "5a3f7c3e-8f0e-4a55-9a0c-2f1c8c1e1b11",
+        "agent_id": "c4b2a9d1-0e6f-4f4e-8b9a-6d5e4c3b2a10",
+        "amount": amount,
+        "currency": "usd",
+        "merchant": "API.Example.com",
+        "purpose": "p",
+        "context": {},
+        "status": "declined",
+        "decision_reason": code,
+        "idempotency_key": "k-1",
+        "stripe_charge_id": None,
+        "approval_expires_at": None,
+        "created_at": "2025-11-24T16:00:00+00:00",
+        "completed_at": None,
+    }
+    return Canned(402, {**tx, **error_body("budget", code, "In words.", **figures)})
+
+
+@pytest.mark.parametrize(
+    ("code", "figures", "expected", "merchant_rule", "organization"),
+    [
+        (
+            "weekly_limit_exceeded",
+            {"limit": 50_000, "spent": 48_000, "requested": 2500},
+            (50_000, 48_000, 2500, None),
+            False,
+            False,
+        ),
+        (
+            "merchant_blocked",
+            {"merchant": "api.example.com"},
+            (None, None, 2500, "api.example.com"),
+            True,
+            False,
+        ),
+        (
+            "merchant_not_allowed",
+            {"merchant": "api.example.com"},
+            (None, None, 2500, "api.example.com"),
+            True,
+            False,
+        ),
+        (
+            "merchant_daily_limit_exceeded",
+            {"limit": 5000, "spent": 4000, "requested": 2500},
+            (5000, 4000, 2500, None),
+            True,
+            False,
+        ),
+        (
+            "organization_monthly_limit_exceeded",
+            {"limit": 900_000, "spent": 899_000, "requested": 2500},
+            (900_000, 899_000, 2500, None),
+            False,
+            True,
+        ),
+        # Counted in payments, not cents: 100 made today, the limit is 100.
+        (
+            "payment_count_exceeded",
+            {"limit": 100, "spent": 100, "requested": 2500},
+            (100, 100, 2500, None),
+            False,
+            False,
+        ),
+        # A figure of the wrong type is not passed on as a number.
+        (
+            "daily_limit_exceeded",
+            {"limit": True, "spent": "12", "requested": 2500},
+            (None, None, 2500, None),
+            False,
+            False,
+        ),
+    ],
+)
+def test_a_policy_decline_carries_its_rule_and_figures(
+    client: agentpay_spend.AgentPay,
+    fake: FakeAgentPay,
+    code: str,
+    figures: dict[str, object],
+    expected: tuple[object, ...],
+    merchant_rule: bool,
+    organization: bool,
+) -> None:
+    fake.script.append(_declined(code, 2500, **figures))
+
+    with pytest.raises(agentpay_spend.BudgetExceededError) as info:
+        client.pay.request(amount=2500, purpose="p", merchant="API.Example.com")
+
+    exc = info.value
+    assert (exc.http_status, exc.type, exc.code, exc.message) == (402, "budget", code, "In words.")
+    assert (exc.limit, exc.spent, exc.requested, exc.merchant) == expected
+    assert (exc.is_merchant_rule, exc.is_organization_limit) == (merchant_rule, organization)
+    assert exc.transaction is not None and exc.transaction.decision_reason == code
+
+
+def test_every_budget_decline_reason_is_one_kind_or_another() -> None:
+    reasons = set(agentpay_spend.BUDGET_DECLINE_REASONS)
+    assert len(reasons) == 10 and reasons < set(agentpay_spend.DECISION_REASONS)
+    assert set(agentpay_spend.APPROVAL_REASONS) < set(agentpay_spend.DECISION_REASONS) - reasons
+    merchant = {r for r in reasons if agentpay_spend.BudgetExceededError("", code=r).is_merchant_rule}
+    organization = {
+        r for r in reasons if agentpay_spend.BudgetExceededError("", code=r).is_organization_limit
+    }
+    assert merchant == {"merchant_blocked", "merchant_not_allowed", "merchant_daily_limit_exceeded"}
+    assert organization == {"organization_daily_limit_exceeded", "organization_monthly_limit_exceeded"}
 
 
 def test_validation_error_lists_the_fields(client: agentpay_spend.AgentPay) -> None:
@@ -189,3 +303,21 @@ def test_replay_of_a_budget_decline_raises_like_the_first_answer(client: agentpa
     assert replay.value.code == first.value.code == "per_transaction_limit_exceeded"
     assert replay.value.transaction is not None and first.value.transaction is not None
     assert replay.value.transaction.id == first.value.transaction.id
+    # The replay's answer is the transaction alone: only the amount requested is known again.
+    assert (replay.value.limit, replay.value.spent, replay.value.requested) == (None, None, 50_000)
+
+
+def test_a_blocked_merchant_is_declined_with_the_merchant_as_compared(
+    client: agentpay_spend.AgentPay,
+) -> None:
+    with pytest.raises(agentpay_spend.BudgetExceededError) as info:
+        client.pay.request(amount=100, purpose="Banner ads", merchant="Ads.Example.com")
+
+    exc = info.value
+    assert (exc.code, exc.merchant, exc.limit, exc.requested) == (
+        "merchant_blocked",
+        "ads.example.com",
+        None,
+        100,
+    )
+    assert exc.is_merchant_rule

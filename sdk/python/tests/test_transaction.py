@@ -54,3 +54,11 @@ def test_frozen() -> None:
 def test_missing_required_field_is_a_value_error() -> None:
     with pytest.raises(ValueError):
         Transaction.from_dict({k: v for k, v in WIRE.items() if k != "created_at"})
+
+
+def test_the_dashboards_shadow_verdict_is_typed_and_absent_from_agent_answers() -> None:
+    assert Transaction.from_dict(WIRE).shadow is None
+    verdict = {"status": "declined", "decision_reason": "merchant_blocked"}
+    shadowed = Transaction.from_dict({**WIRE, "shadow": verdict})
+    assert shadowed.shadow == verdict
+    assert "shadow" not in shadowed.extra

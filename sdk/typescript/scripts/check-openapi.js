@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Compares the SDK's hand-written Transaction type with the server's exported OpenAPI schema (repo root
-// openapi.json): field names, which fields may be null, and the status / decision_reason values.
+// openapi.json): field names, which fields may be null, and the status / decision_reason values; and the members of
+// the error object (ErrorDetail) with the schema's ErrorObject.
 // Usage: node scripts/check-openapi.js [path/to/openapi.json]   (exit 1 on a difference; 0 if no file yet)
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
@@ -8,6 +9,7 @@ import { fileURLToPath } from "node:url";
 
 import {
   DECISION_REASONS,
+  ERROR_DETAIL_FIELDS,
   NULLABLE_TRANSACTION_FIELDS,
   TRANSACTION_FIELDS,
   TRANSACTION_STATUSES,
@@ -66,17 +68,30 @@ export function compareTransactionSchema(openapi) {
   return problems;
 }
 
+/** The differences between the SDK's ErrorDetail members and the schema's ErrorObject (empty when they agree). */
+export function compareErrorSchema(openapi) {
+  const error = openapi?.components?.schemas?.ErrorObject;
+  if (!error) return ["no ErrorObject schema in components.schemas"];
+  const ours = new Set(ERROR_DETAIL_FIELDS);
+  const theirs = new Set(Object.keys(error.properties ?? {}));
+  return [
+    ...[...ours].filter((f) => !theirs.has(f)).map((f) => `error.${f}: in the SDK, not in openapi.json`),
+    ...[...theirs].filter((f) => !ours.has(f)).map((f) => `error.${f}: in openapi.json, not in the SDK`),
+  ];
+}
+
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const path = resolve(process.argv[2] ?? DEFAULT_OPENAPI_PATH);
   if (!existsSync(path)) {
     console.log(`No ${path} yet: nothing to check.`);
   } else {
-    const problems = compareTransactionSchema(JSON.parse(readFileSync(path, "utf8")));
+    const openapi = JSON.parse(readFileSync(path, "utf8"));
+    const problems = [...compareTransactionSchema(openapi), ...compareErrorSchema(openapi)];
     if (problems.length) {
-      console.error(`Transaction differs from ${path}:\n  ${problems.join("\n  ")}`);
+      console.error(`Transaction or ErrorDetail differs from ${path}:\n  ${problems.join("\n  ")}`);
       process.exitCode = 1;
     } else {
-      console.log(`Transaction matches ${path}.`);
+      console.log(`Transaction and ErrorDetail match ${path}.`);
     }
   }
 }

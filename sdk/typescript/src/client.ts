@@ -14,7 +14,10 @@ import {
 import { deriveIdempotencyKey } from "./idempotency.js";
 import { MAX_RETRY_AFTER_MS, backoffDelayMs, shouldRetry, sleep as realSleep, type Sleep } from "./retry.js";
 import { authHeaders } from "./signing.js";
-import { TERMINAL_STATUSES, type PaymentRequestBody, type PaymentRequestParams, type Transaction } from "./types.js";
+import {
+  BUDGET_DECLINE_REASONS,
+  TERMINAL_STATUSES,
+  type PaymentRequestBody, type PaymentRequestParams, type Transaction } from "./types.js";
 import { VERSION } from "./version.js";
 
 export const DEFAULT_BASE_URL = "http://127.0.0.1:8000";
@@ -23,7 +26,8 @@ export const DEFAULT_TIMEOUT_MS = 30_000;
 export const DEFAULT_POLL_INTERVAL_MS = 5_000;
 export const DEFAULT_APPROVAL_TIMEOUT_MS = 600_000;
 
-const BUDGET_REASONS: readonly string[] = ["per_transaction_limit_exceeded", "daily_limit_exceeded"];
+/** A replay (200) of a payment declined for one of these throws, as its first answer (402) did. */
+const BUDGET_REASONS: readonly string[] = BUDGET_DECLINE_REASONS;
 /** The refusal of a non-integer amount: the same sentence as the server's 422 (tests/sdk checks they agree). */
 export const AMOUNT_IN_CENTS = "amount is an integer number of cents: 500 means $5.00";
 
@@ -177,8 +181,9 @@ export class Payments {
   /**
    * Asks to spend `amount` cents. Resolves with the transaction: `approved` (201, a charge follows), `pending`
    * (202, a human decides; see `waitForApproval`) or, for a replay of the same idempotency key, as it is now (200).
-   * Throws `BudgetExceededError` with the declined transaction when a limit declines it: on the first answer (402)
-   * and also on a replay (200) of a payment a limit declined, so a retry never looks like a success.
+   * Throws `BudgetExceededError` when the agent's policy declines it (`code` names the rule; `limit`, `spent`,
+   * `requested`, `merchant` and the declined `transaction` say more): on the first answer (402) and also on a replay
+   * (200) of a payment the policy declined, so a retry never looks like a success.
    */
   async request(params: PaymentRequestParams, options: { signal?: AbortSignal } = {}): Promise<Transaction> {
     // 12.5 is not sent as 12.5 cents (nor "1250" as anything). 5.0 cannot be caught: it is the number 5.

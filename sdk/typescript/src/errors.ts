@@ -1,6 +1,6 @@
 /** The SDK's error hierarchy and the mapping from an API error response to it. */
 
-import type { ErrorBody, ErrorDetail, FieldError, Transaction } from "./types.js";
+import type { BudgetDeclineReason, ErrorBody, ErrorDetail, FieldError, Transaction } from "./types.js";
 
 export interface AgentPayErrorInit {
   message: string;
@@ -43,26 +43,55 @@ export class AgentPayError extends Error {
 /** 401: the key is missing or wrong, the signature does not match, or the clock is more than 300 s off. */
 export class AuthenticationError extends AgentPayError {}
 
-/** 402: the payment would exceed the per-transaction or daily limit; the declined transaction is attached. */
+/**
+ * 402: the agent's spend policy declined the payment; the declined transaction is attached. `code` names the rule
+ * (one of `BUDGET_DECLINE_REASONS`); `isMerchantRule` and `isOrganizationLimit` group them.
+ */
 export class BudgetExceededError extends AgentPayError {
+  /** The rule that declined it, e.g. `weekly_limit_exceeded` or `merchant_blocked`. */
+  declare readonly code: BudgetDeclineReason | (string & {}) | null;
   /** The declined transaction (status `declined`), as recorded by the server. */
   readonly transaction: Transaction | null;
-  /** The limit that would be exceeded, in cents, when the server states it. */
+  /** The limit that would be exceeded, in cents (in payments for `payment_count_exceeded`); `null` if not stated. */
   readonly limit: number | null;
-  /** Cents already spent today, when the server states it (daily limit only). */
+  /** What the limit's window already held or spent, in cents (payments for the count); `null` if not stated. */
   readonly spent: number | null;
   /** The requested amount in cents. */
   readonly requested: number | null;
+  /** The merchant a merchant rule refused, as the server compared it (lower case); `null` otherwise. */
+  readonly merchant: string | null;
 
+  /** The figures come from the 402's `error` object; a replay (200) states none, so only `requested` is known. */
   constructor(init: AgentPayErrorInit & { transaction: Transaction | null }) {
     super(init);
     this.transaction = init.transaction;
     const detail = errorDetailOf(init.body);
-    this.limit = limitDetail(detail, "limit", /limit of (\d+)/i);
-    this.spent = limitDetail(detail, "spent", /spent (\d+)/i);
-    this.requested = limitDetail(detail, "requested", /requested (\d+)/i) ?? init.transaction?.amount ?? null;
+    this.limit = integerOrNull(detail?.limit);
+    this.spent = integerOrNull(detail?.spent);
+    this.requested = integerOrNull(detail?.requested) ?? init.transaction?.amount ?? null;
+    this.merchant = typeof detail?.merchant === "string" ? detail.merchant : null;
+  }
+
+  /** True when a merchant rule declined it: blocked, not on the allow list, or over the merchant's daily cap. */
+  get isMerchantRule(): boolean {
+    return MERCHANT_RULE_REASONS.includes(this.code ?? "");
+  }
+
+  /** True when the organization's ceiling, over all its agents together, declined it. */
+  get isOrganizationLimit(): boolean {
+    return ORGANIZATION_LIMIT_REASONS.includes(this.code ?? "");
   }
 }
+
+const MERCHANT_RULE_REASONS: readonly string[] = [
+  "merchant_blocked",
+  "merchant_not_allowed",
+  "merchant_daily_limit_exceeded",
+] satisfies BudgetDeclineReason[];
+const ORGANIZATION_LIMIT_REASONS: readonly string[] = [
+  "organization_daily_limit_exceeded",
+  "organization_monthly_limit_exceeded",
+] satisfies BudgetDeclineReason[];
 
 /** 403: the caller is known but may not do this. */
 export class PermissionDeniedError extends AgentPayError {}
@@ -220,13 +249,8 @@ function transactionOf(body: unknown): Transaction | null {
   return transaction as unknown as Transaction;
 }
 
-/** A limit figure: a structured member of `error` when the server sends one, else read from the message. */
-function limitDetail(detail: ErrorDetail | null, key: string, pattern: RegExp): number | null {
-  if (!detail) return null;
-  const value = detail[key];
-  if (typeof value === "number" && Number.isFinite(value)) return value;
-  const match = pattern.exec(detail.message);
-  return match?.[1] ? Number(match[1]) : null;
+function integerOrNull(value: unknown): number | null {
+  return typeof value === "number" && Number.isSafeInteger(value) ? value : null;
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

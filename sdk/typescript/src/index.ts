@@ -39,7 +39,10 @@ export type { SignRequestParams } from "./signing.js";
 export { verifyWebhook, signWebhook } from "./webhooks.js";
 export type { VerifyWebhookParams } from "./webhooks.js";
 export {
+  APPROVAL_REASONS,
+  BUDGET_DECLINE_REASONS,
   DECISION_REASONS,
+  ERROR_DETAIL_FIELDS,
   NULLABLE_TRANSACTION_FIELDS,
   TERMINAL_STATUSES,
   TRANSACTION_FIELDS,

@@ -26,6 +26,45 @@ export const DECISION_REASONS = [
 ] as const;
 export type DecisionReason = (typeof DECISION_REASONS)[number];
 
+/**
+ * The reasons the agent's policy declines a payment with, in the order the server checks them. Each is also the
+ * 402's `error.code` (type `budget`), so `BudgetExceededError.code` is one of these:
+ * - `merchant_blocked`: the policy blocks this merchant; `merchant_not_allowed`: it is not on the allow list.
+ * - `per_transaction_limit_exceeded`: the amount alone is above the per-payment limit.
+ * - `merchant_daily_limit_exceeded`: today's spend at this merchant plus the amount would exceed its daily cap.
+ * - `daily_limit_exceeded`, `weekly_limit_exceeded`, `monthly_limit_exceeded`: the agent's spend (spent or held)
+ *   this day, ISO week or calendar month plus the amount would exceed the limit.
+ * - `organization_daily_limit_exceeded`, `organization_monthly_limit_exceeded`: the same for all the
+ *   organization's agents together.
+ * - `payment_count_exceeded`: the agent already made its most payments for today.
+ */
+export const BUDGET_DECLINE_REASONS = [
+  "merchant_blocked",
+  "merchant_not_allowed",
+  "per_transaction_limit_exceeded",
+  "merchant_daily_limit_exceeded",
+  "daily_limit_exceeded",
+  "weekly_limit_exceeded",
+  "monthly_limit_exceeded",
+  "organization_daily_limit_exceeded",
+  "organization_monthly_limit_exceeded",
+  "payment_count_exceeded",
+] as const satisfies readonly DecisionReason[];
+export type BudgetDeclineReason = (typeof BUDGET_DECLINE_REASONS)[number];
+
+/** The reasons a payment within every limit waits for people (status `pending`). */
+export const APPROVAL_REASONS = [
+  "approval_required",
+  "new_merchant_requires_approval",
+] as const satisfies readonly DecisionReason[];
+export type ApprovalReason = (typeof APPROVAL_REASONS)[number];
+
+/** What the agent's draft (shadow) policy would have decided; only the dashboard API shows it. */
+export interface ShadowVerdict {
+  status: TransactionStatus;
+  decision_reason: DecisionReason;
+}
+
 /** Only `usd` exists for now; the type stays open so a newer server does not break older clients at compile time. */
 export type Currency = "usd" | (string & {});
 
@@ -52,6 +91,8 @@ export interface Transaction {
   approval_expires_at: string | null;
   created_at: string;
   completed_at: string | null;
+  /** Dashboard answers only: what the draft policy would have decided. Never in the agent API's answers. */
+  shadow?: ShadowVerdict | null;
 }
 
 /** The field names of {@link Transaction}, in wire order, for checks against the exported OpenAPI schema. */
@@ -72,6 +113,7 @@ export const TRANSACTION_FIELDS = [
   "approval_expires_at",
   "created_at",
   "completed_at",
+  "shadow",
 ] as const satisfies readonly (keyof Transaction)[];
 
 /** The fields of {@link Transaction} that may be `null`. */
@@ -79,6 +121,7 @@ export const NULLABLE_TRANSACTION_FIELDS = [
   "stripe_charge_id",
   "approval_expires_at",
   "completed_at",
+  "shadow",
 ] as const satisfies readonly (keyof Transaction)[];
 
 /** The statuses after which a transaction never changes again. */
@@ -90,15 +133,37 @@ export interface FieldError {
   message: string;
 }
 
-/** The `error` member of every error body. Extra members (`errors`, limit details) may be present. */
+/** The `error` member of every error body (openapi.json's ErrorObject); members a newer server adds are kept. */
 export interface ErrorDetail {
   type: string;
   code: string;
   message: string;
   request_id?: string;
-  errors?: FieldError[];
+  /** `validation_error` only. */
+  errors?: FieldError[] | null;
+  /** Budget errors: the limit in cents (in payments for `payment_count_exceeded`). */
+  limit?: number | null;
+  /** A window's limit: what the window already held or spent, in cents (in payments for the count). */
+  spent?: number | null;
+  /** Budget errors: the requested amount in cents. */
+  requested?: number | null;
+  /** Merchant rules: the merchant as the server compared it (lower case). */
+  merchant?: string | null;
   [extra: string]: unknown;
 }
+
+/** The member names of {@link ErrorDetail}, for checks against the exported OpenAPI schema. */
+export const ERROR_DETAIL_FIELDS = [
+  "type",
+  "code",
+  "message",
+  "request_id",
+  "errors",
+  "limit",
+  "spent",
+  "requested",
+  "merchant",
+] as const;
 
 /** Every error body: `{"error": {...}}`; a 402 body is the declined transaction with `error` added. */
 export interface ErrorBody {

@@ -137,26 +137,30 @@ describe("pay.request", () => {
     }
   });
 
-  it("raises BudgetExceededError on a 200 replay of a payment a limit declined", async () => {
-    const declined = transaction({ status: "declined", decision_reason: "daily_limit_exceeded" });
-    const server = await startFakeServer(() => ({
-      status: 200,
-      body: declined,
-      headers: { "Idempotent-Replayed": "true" },
-    }));
-    try {
-      const { client } = clientFor(server);
-      await assert.rejects(client.pay.request(PAYMENT), (error) => {
-        assert.ok(error instanceof BudgetExceededError);
-        assert.equal(error.httpStatus, 200);
-        assert.equal(error.code, "daily_limit_exceeded");
-        assert.deepEqual(error.transaction, declined);
-        return true;
-      });
-    } finally {
-      await server.close();
-    }
-  });
+  for (const reason of ["daily_limit_exceeded", "merchant_blocked", "payment_count_exceeded"]) {
+    it(`raises BudgetExceededError on a 200 replay of a payment the policy declined (${reason})`, async () => {
+      const declined = transaction({ status: "declined", decision_reason: reason });
+      const server = await startFakeServer(() => ({
+        status: 200,
+        body: declined,
+        headers: { "Idempotent-Replayed": "true" },
+      }));
+      try {
+        const { client } = clientFor(server);
+        await assert.rejects(client.pay.request(PAYMENT), (error) => {
+          assert.ok(error instanceof BudgetExceededError);
+          assert.equal(error.httpStatus, 200);
+          assert.equal(error.code, reason);
+          assert.deepEqual(error.transaction, declined);
+          assert.deepEqual([error.limit, error.spent, error.requested], [null, null, declined.amount]);
+          return true;
+        });
+      } finally {
+        await server.close();
+      }
+    });
+  }
+
 
   it("throws APIError when a 2xx answer is not a transaction (a proxy's page, say)", async () => {
     const server = await startFakeServer(() => ({ status: 200, body: "<html>captive portal</html>" }));
@@ -387,15 +391,12 @@ describe("error mapping (4xx is never retried)", () => {
     const declined = transaction({
       amount: 1000,
       status: "declined",
-      decision_reason: "daily_limit_exceeded",
+      decision_reason: "weekly_limit_exceeded",
     });
+    const message = "Weekly limit of $50.00 would be exceeded ($42.00 already spent or held, $10.00 requested).";
     const body = {
       ...declined,
-      ...errorBody(
-        "budget",
-        "daily_limit_exceeded",
-        "Daily limit of 5000 would be exceeded (spent 4200, requested 1000).",
-      ),
+      ...errorBody("budget", "weekly_limit_exceeded", message, { limit: 5000, spent: 4200, requested: 1000 }),
     };
     const server = await startFakeServer(() => ({ status: 402, body }));
     try {
@@ -403,12 +404,11 @@ describe("error mapping (4xx is never retried)", () => {
       await assert.rejects(client.pay.request({ ...PAYMENT, amount: 1000 }), (error) => {
         assert.ok(error instanceof BudgetExceededError);
         assert.equal(error.httpStatus, 402);
-        assert.equal(error.code, "daily_limit_exceeded");
+        assert.equal(error.code, "weekly_limit_exceeded");
+        assert.equal(error.message, message);
         assert.deepEqual(error.transaction, declined);
         assert.equal(error.transaction.status, "declined");
-        assert.equal(error.limit, 5000);
-        assert.equal(error.spent, 4200);
-        assert.equal(error.requested, 1000);
+        assert.deepEqual([error.limit, error.spent, error.requested, error.merchant], [5000, 4200, 1000, null]);
         return true;
       });
       assert.equal(server.requests.length, 1);
@@ -417,19 +417,19 @@ describe("error mapping (4xx is never retried)", () => {
     }
   });
 
-  it("402 prefers structured limit figures in the error body over the message", async () => {
-    const declined = transaction({ amount: 9000, status: "declined", decision_reason: "per_transaction_limit_exceeded" });
+  it("402 takes the figures from the error object only, never out of the message", async () => {
+    const declined = transaction({ amount: 9000, status: "declined", decision_reason: "daily_limit_exceeded" });
     const body = {
       ...declined,
-      ...errorBody("budget", "per_transaction_limit_exceeded", "Too much.", { limit: 5000, requested: 9000 }),
+      ...errorBody("budget", "daily_limit_exceeded", "Daily limit of 5000 would be exceeded (spent 4200, requested 9000)."),
     };
     const server = await startFakeServer(() => ({ status: 402, body }));
     try {
       const { client } = clientFor(server);
       await assert.rejects(client.pay.request({ ...PAYMENT, amount: 9000 }), (error) => {
-        assert.equal(error.limit, 5000);
-        assert.equal(error.requested, 9000);
+        assert.equal(error.limit, null);
         assert.equal(error.spent, null);
+        assert.equal(error.requested, 9000); // the declined transaction's amount
         return true;
       });
     } finally {

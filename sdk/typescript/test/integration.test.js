@@ -13,6 +13,10 @@
 //                                      per-transaction limit once, but twice exceeds the daily limit
 //   AGENTPAY_TEST_RATE_LIMITED_API_KEY an agent with max_requests_per_minute = AGENTPAY_TEST_RATE_LIMIT (default 2);
 //                                      the test trips its circuit breaker, so it stays blocked afterwards
+//   AGENTPAY_TEST_ADMIN_KEY,           an organization's admin key, and an agent of that organization (its id and
+//   AGENTPAY_TEST_POLICY_AGENT_ID,     key) whose policy the test replaces (PUT /v1/dashboard/agents/{id}/policy):
+//   AGENTPAY_TEST_POLICY_API_KEY       a weekly limit of 300 cents and *.ads.example blocked; its spend this week
+//                                      must be 0, so give it a fresh agent
 //   AGENTPAY_TEST_FLAKY_BASE_URL       a proxy in front of the server that answers 503 to the first two payment
 //                                      requests, then forwards; AGENTPAY_TEST_RETRY_KEY is the idempotency key used
 import assert from "node:assert/strict";
@@ -156,6 +160,51 @@ describe("integration against a real server", { skip, concurrency: false }, () =
       assert.ok(error instanceof BudgetExceededError, `got ${error}`);
       assert.equal(error.httpStatus, 200);
       assert.equal(error.transaction?.id, declined.id);
+      return true;
+    });
+  });
+
+  it("declines by the policy an admin set: a weekly limit and a blocked merchant, as typed errors", { skip: needs("AGENTPAY_TEST_ADMIN_KEY", "AGENTPAY_TEST_POLICY_AGENT_ID", "AGENTPAY_TEST_POLICY_API_KEY") }, async () => {
+    const policy = {
+      limits: {
+        per_transaction_limit: 200,
+        daily_limit: null,
+        weekly_limit: 300,
+        monthly_limit: null,
+        approval_threshold: 200,
+        max_requests_per_minute: 20,
+        max_payments_per_day: null,
+      },
+      merchants: { allow: [], block: ["*.ads.example"], limits: [] },
+      approval: { new_merchant: false, dual_approval_above: null },
+    };
+    const put = await fetch(`${env.AGENTPAY_BASE_URL}/v1/dashboard/agents/${env.AGENTPAY_TEST_POLICY_AGENT_ID}/policy`, {
+      method: "PUT",
+      headers: { Authorization: `Bearer ${env.AGENTPAY_TEST_ADMIN_KEY}`, "Content-Type": "application/json" },
+      body: JSON.stringify(policy),
+    });
+    const agent = await put.json();
+    assert.equal(put.status, 200, JSON.stringify(agent));
+    assert.deepEqual(agent.policy.merchants.block, ["*.ads.example"]);
+
+    const client = new AgentPay({ apiKey: env.AGENTPAY_TEST_POLICY_API_KEY });
+    assert.equal((await client.pay.request(another("weekly 1", { amount: 200 }))).status, "approved");
+    await assert.rejects(client.pay.request(another("weekly 2", { amount: 200 })), (error) => {
+      assert.ok(error instanceof BudgetExceededError, `got ${error}`);
+      assert.deepEqual([error.httpStatus, error.type, error.code], [402, "budget", "weekly_limit_exceeded"]);
+      assert.deepEqual([error.limit, error.spent, error.requested, error.merchant], [300, 200, 200, null]);
+      assert.deepEqual([error.isMerchantRule, error.isOrganizationLimit], [false, false]);
+      assert.equal(error.message, "Weekly limit of $3.00 would be exceeded ($2.00 already spent or held, $2.00 requested).");
+      assert.equal(error.transaction?.decision_reason, "weekly_limit_exceeded");
+      return true;
+    });
+    await assert.rejects(client.pay.request(another("blocked", { amount: 50, merchant: "Banners.Ads.Example" })), (error) => {
+      assert.ok(error instanceof BudgetExceededError, `got ${error}`);
+      assert.deepEqual([error.httpStatus, error.code], [402, "merchant_blocked"]);
+      assert.deepEqual([error.limit, error.spent, error.requested, error.merchant], [null, null, 50, "banners.ads.example"]);
+      assert.equal(error.isMerchantRule, true);
+      assert.match(error.message, /banners\.ads\.example/);
+      assert.equal(error.transaction?.status, "declined");
       return true;
     });
   });

@@ -16,7 +16,10 @@ const SDK_URL = pathToFileURL(join(ROOT, "dist", "esm", "index.js")).href;
 const SDK_CJS = join(ROOT, "dist", "cjs", "index.js");
 const blocks = [...readFileSync(join(ROOT, "README.md"), "utf8").matchAll(/```js\n([\s\S]*?)```/g)].map((m) => m[1]);
 
-/** A tiny AgentPay: up to 2000 cents approved, up to 10000 pending, above that declined; a poll finds it completed. */
+/**
+ * A tiny AgentPay: up to 2000 cents approved, up to 10000 pending, above that declined, ads.example.com blocked (as
+ * the repository README's example policy does); a poll finds it completed.
+ */
 function agentpayLike() {
   const transactions = new Map();
   return (request) => {
@@ -24,10 +27,16 @@ function agentpayLike() {
       const { amount, merchant, purpose, context, idempotency_key } = request.json;
       const tx = transaction({ amount, merchant, purpose, context, idempotency_key });
       transactions.set(tx.id, tx);
+      if (merchant === "ads.example.com") {
+        Object.assign(tx, { status: "declined", decision_reason: "merchant_blocked" });
+        const message = `Payments to ${merchant} are blocked by this agent's policy.`;
+        return { status: 402, body: { ...tx, ...errorBody("budget", "merchant_blocked", message, { merchant }) } };
+      }
       if (amount > 10_000) {
         Object.assign(tx, { status: "declined", decision_reason: "per_transaction_limit_exceeded" });
-        const message = `Per-transaction limit of 10000 would be exceeded (requested ${amount}).`;
-        return { status: 402, body: { ...tx, ...errorBody("budget", "per_transaction_limit_exceeded", message) } };
+        const message = `Per-transaction limit of $100.00 would be exceeded ($${amount / 100} requested).`;
+        const error = errorBody("budget", "per_transaction_limit_exceeded", message, { limit: 10_000, requested: amount });
+        return { status: 402, body: { ...tx, ...error } };
       }
       if (amount > 2000) {
         Object.assign(tx, { status: "pending", decision_reason: "approval_required" });
@@ -72,12 +81,13 @@ describe("README examples", () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it("has the five examples", () => assert.equal(blocks.length, 5));
+  it("has the six examples", () => assert.equal(blocks.length, 6));
 
   const expected = [
     /^[0-9a-f-]{36} approved auto_approved$/m,
     /^[0-9a-f-]{36} approved auto_approved$/m,
     /^per_transaction_limit_exceeded 10000 null 250000 [0-9a-f-]{36}$/m,
+    /^the policy refuses this merchant: ads\.example\.com\nPayments to ads\.example\.com are blocked by this agent's policy\.$/m,
     /^paid: ch_readme$/m,
   ];
   blocks.forEach((block, index) => {

@@ -22,6 +22,7 @@ from ._errors import (
     InvalidRequestError,
     PaymentDeclinedError,
 )
+from ._outcomes import BUDGET_DECLINE_REASONS
 from ._signing import derive_idempotency_key, normalize_numbers
 from ._transaction import Transaction
 from ._version import __version__
@@ -107,21 +108,8 @@ def _transaction(body: dict[str, Any]) -> Transaction:
         raise APIError(f"AgentPay answered with an unexpected object: {exc}", body=body) from exc
 
 
-# The reasons a policy declines with (each is the 402's code).
-_BUDGET_REASONS = frozenset(
-    {
-        "merchant_blocked",
-        "merchant_not_allowed",
-        "per_transaction_limit_exceeded",
-        "merchant_daily_limit_exceeded",
-        "daily_limit_exceeded",
-        "weekly_limit_exceeded",
-        "monthly_limit_exceeded",
-        "organization_daily_limit_exceeded",
-        "organization_monthly_limit_exceeded",
-        "payment_count_exceeded",
-    }
-)
+# A replay (200) of a payment declined for one of these raises, as its first answer (402) did.
+_BUDGET_REASONS = frozenset(BUDGET_DECLINE_REASONS)
 
 
 def _payment(body: dict[str, Any]) -> Transaction:
@@ -195,8 +183,9 @@ class Pay:
     ) -> Transaction:
         """Request a payment of `amount` cents. Returns it approved, pending or (replayed) as it is now.
 
-        Raises BudgetExceededError (with `.transaction`) when a limit declines it, also when the call
-        replays one a limit declined. Without `idempotency_key` one is derived from the parameters, so
+        Raises BudgetExceededError when the agent's policy declines it (`.code` names the rule; `.limit`,
+        `.spent`, `.requested`, `.merchant` and `.transaction` say more), also when the call replays a payment
+        the policy declined. Without `idempotency_key` one is derived from the parameters, so
         retrying the same call never pays twice.
         """
         request = self._client._config.payment_request(

@@ -7,6 +7,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from ._outcomes import MERCHANT_RULE_REASONS, ORGANIZATION_LIMIT_REASONS
 from ._transaction import Transaction
 
 
@@ -57,11 +58,45 @@ class AuthenticationError(AgentPayError):
 
 
 class BudgetExceededError(AgentPayError):
-    """402: the payment was declined by the agent's per-transaction or daily limit."""
+    """402: the agent's spend policy declined the payment; `code` names the rule (BUDGET_DECLINE_REASONS)."""
 
-    def __init__(self, message: str, *, transaction: Transaction | None = None, **kwargs: Any) -> None:
+    # `limit`, `spent` and `requested` are cents (for payment_count_exceeded, `limit` and `spent` count
+    # payments); `merchant` is the merchant a merchant rule refused, as the server compared it (lower case).
+    # Each is None when the answer does not state it: `spent` for the per-transaction limit, `limit` for a
+    # blocked merchant, all but `requested` when a replay (answered 200) raises the decline again.
+    limit: int | None
+    spent: int | None
+    requested: int | None
+    merchant: str | None
+    transaction: Transaction | None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        transaction: Transaction | None = None,
+        limit: int | None = None,
+        spent: int | None = None,
+        requested: int | None = None,
+        merchant: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(message, **kwargs)
         self.transaction = transaction
+        self.limit = limit
+        self.spent = spent
+        self.requested = requested if requested is not None or transaction is None else transaction.amount
+        self.merchant = merchant
+
+    @property
+    def is_merchant_rule(self) -> bool:
+        """True when a merchant rule declined it: blocked, not allowed, or over the merchant's daily cap."""
+        return self.code in MERCHANT_RULE_REASONS
+
+    @property
+    def is_organization_limit(self) -> bool:
+        """True when the organization's ceiling, over all its agents together, declined it."""
+        return self.code in ORGANIZATION_LIMIT_REASONS
 
 
 class PermissionDeniedError(AgentPayError):
@@ -156,6 +191,10 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def error_from_response(status: int, body: Any, headers: Mapping[str, str]) -> AgentPayError:
     """Map an error answer to its class by HTTP status and `error.code`."""
     error = body.get("error") if isinstance(body, dict) else None
@@ -178,7 +217,15 @@ def error_from_response(status: int, body: Any, headers: Mapping[str, str]) -> A
             transaction: Transaction | None = Transaction.from_dict(body)
         except ValueError:
             transaction = None
-        return BudgetExceededError(message, transaction=transaction, **common)
+        return BudgetExceededError(
+            message,
+            transaction=transaction,
+            limit=_int_or_none(error.get("limit")),
+            spent=_int_or_none(error.get("spent")),
+            requested=_int_or_none(error.get("requested")),
+            merchant=error.get("merchant") if isinstance(error.get("merchant"), str) else None,
+            **common,
+        )
     if status == 403:
         cls = AgentBlockedError if code in _BLOCKED_CODES else PermissionDeniedError
         return cls(message, **common)

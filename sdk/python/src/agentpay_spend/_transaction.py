@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
+
+from ._outcomes import ShadowVerdict
 
 TERMINAL_STATUSES = frozenset({"declined", "completed", "timed_out"})
 
@@ -30,6 +32,8 @@ class Transaction:
     approval_expires_at: datetime | None
     created_at: datetime
     completed_at: datetime | None
+    # Dashboard answers only: what the agent's draft policy would have decided; None from the agent API.
+    shadow: ShadowVerdict | None = None
     # Fields a newer server may add; kept so nothing the API said is lost.
     extra: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -59,6 +63,7 @@ class Transaction:
                 approval_expires_at=_optional_datetime(data.get("approval_expires_at")),
                 created_at=_datetime(data["created_at"]),
                 completed_at=_optional_datetime(data.get("completed_at")),
+                shadow=_shadow(data.get("shadow")),
                 extra={k: v for k, v in data.items() if k not in _FIELD_NAMES},
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -67,6 +72,15 @@ class Transaction:
 
 def _optional_str(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+def _shadow(value: Any) -> ShadowVerdict | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise TypeError(f"expected a shadow verdict object, got {value!r}")
+    verdict = {"status": str(value["status"]), "decision_reason": str(value["decision_reason"])}
+    return cast(ShadowVerdict, verdict)
 
 
 def _datetime(value: Any) -> datetime:

@@ -22,17 +22,46 @@ MAX_WAIT_SECONDS = 600
 POLL_INTERVAL_SECONDS = 2.0
 
 INSTRUCTIONS = """\
-AgentPay lets you spend money within the budget your organization set. Amounts are integer cents \
+AgentPay lets you spend money within the spend policy your organization set. Amounts are integer cents \
 (1250 = $12.50).
-request_payment answers with a transaction whose status is approved (the charge follows at once), pending \
-(a human must approve by email; call wait_for_approval), or an error (declined by a limit, blocked, ...). \
-A payment is done only when its status is completed. If a call fails with a network error or a 5xx error, \
-call it again with the SAME idempotency_key it returned: a new key could pay twice."""
+request_payment answers with a transaction whose status is approved (the charge follows at once), \
+pending (people must approve it first: call wait_for_approval and wait for them), or an error. An error \
+with type "budget" (HTTP 402) means the policy declined the payment: its code names the limit or rule \
+and its message says it in words. A decline is final: never retry it with another idempotency_key or \
+split it into smaller payments to get around a limit; tell the user which limit declined it. A payment \
+is done only when its status is completed. If a call fails with a network error or a 5xx error, call it \
+again with the SAME idempotency_key it returned: a new key could pay twice."""
+
+# What each decline of the agent's policy means (tests/sdk/test_mcp.py checks every budget reason is here).
+DECLINES = {
+    "merchant_blocked": "the policy blocks this merchant",
+    "merchant_not_allowed": "the merchant is not on the policy's list of allowed merchants",
+    "per_transaction_limit_exceeded": "the amount exceeds the limit for a single payment",
+    "merchant_daily_limit_exceeded": "the amount would exceed the merchant's daily cap (today's spend there)",
+    "daily_limit_exceeded": "the amount would exceed the agent's daily limit (its spend today)",
+    "weekly_limit_exceeded": "the amount would exceed the agent's weekly limit (its spend since Monday)",
+    "monthly_limit_exceeded": "the amount would exceed the agent's monthly limit (its spend this month)",
+    "organization_daily_limit_exceeded": (
+        "the amount would exceed the organization's daily limit (all its agents' spend today together)"
+    ),
+    "organization_monthly_limit_exceeded": (
+        "the amount would exceed the organization's monthly limit (all its agents' spend this month together)"
+    ),
+    "payment_count_exceeded": "one more payment would exceed the agent's limit of payments a day",
+}
+
+DECLINE_RULE = """\
+A decline is final and deliberate: people set these limits. Do NOT retry a declined payment with another \
+idempotency_key, do NOT split it into smaller payments, and do not pay through another merchant to get \
+around a limit or rule. Tell the user which limit or rule declined it (quote the message); only a person \
+can change the policy."""
 
 STATUSES = """\
-Status: `approved` = within budget, the charge is being made (not final yet); `pending` = a human must \
-approve it by email before approval_expires_at (call wait_for_approval); `completed` = paid, \
-stripe_charge_id is set (final); `declined` = refused by a limit, an admin or the card (final, \
+Status: `approved` = within the policy, the charge is being made (not final yet); `pending` = people \
+must approve it before approval_expires_at (decision_reason approval_required: the amount is above the \
+approval threshold; new_merchant_requires_approval: this agent never paid this merchant before); people \
+decide, not you: call wait_for_approval and wait, never ask for the payment again; `completed` = paid, \
+stripe_charge_id is set (final); `declined` = refused by the policy, an admin or the card (final, \
 decision_reason says why); `timed_out` = nobody approved in time (final)."""
 
 RETRY_RULE = """\
@@ -41,11 +70,18 @@ or an error whose `retryable` is true (5xx, AgentPay unavailable), retry with ex
 AND that same idempotency_key, never a new one, or the payment may happen twice. Do not retry 4xx errors \
 unchanged."""
 
+_DECLINE_LIST = "\n".join(f"- {code}: {meaning}." for code, meaning in DECLINES.items())
+
 REQUEST_PAYMENT = f"""\
 Ask AgentPay to pay `amount` (integer cents, 1250 = $12.50, USD) to `merchant` for `purpose`.
-Small amounts are approved at once; amounts above the approval threshold wait for a human; amounts over \
-the per-transaction or daily limit are declined with an error (code per_transaction_limit_exceeded or \
-daily_limit_exceeded). {STATUSES}
+The agent's spend policy decides: within every limit and rule the payment is approved, or pending when \
+people must approve it first. Otherwise it is declined with an error (http_status 402, type "budget") \
+whose `code` names the rule and whose `message` says it in words, with `limit`, `spent` (what the \
+limit's window already spent or held) and `requested` in cents (for payment_count_exceeded, limit and \
+spent count payments), or `merchant` for a merchant rule. The codes:
+{_DECLINE_LIST}
+{DECLINE_RULE}
+{STATUSES}
 {RETRY_RULE}
 Without idempotency_key one is derived from amount, merchant, purpose and context, so two calls with \
 identical arguments are the SAME payment; for two genuinely separate identical purchases pass distinct \
@@ -55,18 +91,26 @@ GET_TRANSACTION = f"""\
 Read one of your AgentPay transactions by id (as returned by request_payment), as it is now. {STATUSES}"""
 
 WAIT_FOR_APPROVAL = f"""\
-Wait (polling) until a payment is final. Returns the transaction once `completed` (paid). Errors: \
-`approval_wait_timeout` (retryable: still pending or approved after timeout_seconds; call again later, \
-nothing was lost), or the payment's decision_reason when it ended declined or timed_out \
-(declined_by_admin, approval_timed_out, charge_failed, ...). {STATUSES}"""
+Wait (polling) until a payment is final. A pending payment waits for people (an admin approves or declines \
+it); waiting, and calling this again later, is all there is to do. Returns the transaction once `completed` \
+(paid). Errors: `approval_wait_timeout` (retryable: still pending or approved after timeout_seconds; call \
+again later, nothing was lost), or the payment's decision_reason when it ended declined or timed_out \
+(declined_by_admin: people said no, do not ask again; approval_timed_out: nobody decided in time; \
+charge_failed). {STATUSES}"""
+
+# Added to a decline's answer, where a model reads it at the moment it matters.
+DECLINE_ADVICE = (
+    "Declined by the agent's spend policy (see code and message). Do not retry with another idempotency_key "
+    "or split it into smaller payments; tell the user which limit declined it."
+)
 
 
 def transaction_json(transaction: agentpay_spend.Transaction) -> dict[str, Any]:
     """The transaction as the API sent it (datetimes back to ISO 8601, fields the SDK does not know kept)."""
     data: dict[str, Any] = {}
     for field in dataclasses.fields(transaction):
-        if field.name == "extra":
-            continue
+        if field.name == "extra" or (field.name == "shadow" and transaction.shadow is None):
+            continue  # shadow: the dashboard's, never in the agent API's answers
         value = getattr(transaction, field.name)
         data[field.name] = value.isoformat() if isinstance(value, datetime) else value
     return {**data, **transaction.extra}
@@ -92,6 +136,9 @@ def _error(exc: agentpay_spend.AgentPayError, **details: Any) -> CallToolResult:
         error["retry_after"] = exc.retry_after
     if isinstance(exc, agentpay_spend.InvalidRequestError) and exc.errors:
         error["errors"] = exc.errors
+    if isinstance(exc, agentpay_spend.BudgetExceededError):
+        error.update(limit=exc.limit, spent=exc.spent, requested=exc.requested, merchant=exc.merchant)
+        error["advice"] = DECLINE_ADVICE
     transaction = getattr(exc, "transaction", None)
     if isinstance(transaction, agentpay_spend.Transaction):
         details["transaction"] = transaction_json(transaction)
