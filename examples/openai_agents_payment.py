@@ -61,8 +61,11 @@ def request_payment(amount_cents: int, purpose: str, merchant: str, idempotency_
     """Pay a merchant through AgentPay, within the budget the user's organization set.
 
     Returns JSON with transaction_id, status (approved: being charged; pending: a human must approve it by email;
-    completed: paid) and the idempotency_key used. Over a limit, returns an error with its code
-    (per_transaction_limit_exceeded or daily_limit_exceeded). If the error says retry_with_same_idempotency_key,
+    completed: paid) and the idempotency_key used. When the organization's policy declines it, returns an error with
+    its code (merchant_blocked, merchant_not_allowed, a limit's code such as daily_limit_exceeded or
+    weekly_limit_exceeded, or payment_count_exceeded) and a message naming the rule: a decline is final, so do not
+    retry it with another key, split it into smaller payments or route it to another merchant; tell the user.
+    If the error says retry_with_same_idempotency_key,
     call again with the same arguments and that idempotency_key: a new key could pay twice.
 
     Args:

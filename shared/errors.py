@@ -125,6 +125,7 @@ class BudgetExceededError(AgentPayError):
                 spent=spent,
                 requested=amount_cents,
             )
+        per_merchant = {"merchant": merchant} if reason == "merchant_daily_limit_exceeded" else {}
         return cls(
             f"{_WINDOW_NAMES[reason].format(merchant=merchant)} of {format_money(limit)} would be exceeded"
             f" ({format_money(spent)} already spent or held, {requested} requested).",
@@ -132,6 +133,7 @@ class BudgetExceededError(AgentPayError):
             limit=limit,
             spent=spent,
             requested=amount_cents,
+            **per_merchant,
         )
 
 

@@ -74,7 +74,9 @@ class ErrorObject(Documented):
         description="a window's limit: what the window already held or spent, in cents (payments for the count)",
     )
     requested: int | None = Field(default=None, description="budget errors: the requested amount in cents")
-    merchant: str | None = Field(default=None, description="merchant rules: the merchant as compared (lower case)")
+    merchant: str | None = Field(
+        default=None, description="merchant rules and caps: the merchant as compared (lower case)"
+    )
 
 
 class ErrorBody(Documented):
