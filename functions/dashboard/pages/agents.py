@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -14,6 +13,8 @@ from functions.dashboard.pages.common import (
     PageRoute,
     SignedIn,
     SignedInDep,
+    cents_from_dollars,
+    dollars_input,
     notice_of,
     render,
     see_other,
@@ -28,29 +29,13 @@ from shared.policy.model import DEFAULT_MAX_REQUESTS_PER_MINUTE, Limits, check_b
 router = APIRouter(route_class=PageRoute)
 
 
-def dollars_input(cents: int) -> str:
-    whole, part = divmod(int(cents), 100)
-    return f"{whole}.{part:02d}"
-
-
-def _cents(value: str, field: str) -> int:
-    """Dollars typed by an admin ("50", "1,250.50") as cents."""
-    try:
-        amount = Decimal(value.replace(",", "").replace("$", "").strip())
-    except InvalidOperation as exc:
-        raise ValidationFailed([{"field": field, "message": "must be an amount in dollars, like 50.00"}]) from exc
-    if not amount.is_finite() or amount != amount.quantize(Decimal("0.01")):
-        raise ValidationFailed([{"field": field, "message": "must be an amount in dollars with at most 2 decimals"}])
-    return int(amount * 100)
-
-
 def _limits_from(form: dict[str, str]) -> tuple[Limits | None, dict[str, str]]:
     """The limits of a form, checked by the same rules as the API; the API's messages per field otherwise."""
     errors: dict[str, str] = {}
     cents: dict[str, int] = {}
     for field in ("daily_limit", "per_transaction_limit", "approval_threshold"):
         try:
-            cents[field] = _cents(form.get(field, ""), field)
+            cents[field] = cents_from_dollars(form.get(field, ""), field)
         except ValidationFailed as exc:
             errors[field] = exc.errors[0]["message"]
     rate_text = form.get("max_requests_per_minute", "").strip() or str(DEFAULT_MAX_REQUESTS_PER_MINUTE)
