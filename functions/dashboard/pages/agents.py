@@ -1,4 +1,5 @@
-"""The dashboard's agent pages: the list with today's spend, new agents, limits, disable, enable, unblock and keys."""
+"""The dashboard's agents: the list with today's spend, new agents, the first limits form, disable, enable, unblock
+and keys (each agent's own page, with its policy, is pages/policies.py)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,11 @@ from functions.dashboard.pages.common import (
     SignedIn,
     SignedInDep,
     cents_from_dollars,
-    dollars_input,
     notice_of,
     render,
     see_other,
 )
+from functions.dashboard.pages.policies import PolicyForm, agent_page
 from shared.accounts import agents
 from shared.config import get_settings
 from shared.errors import ValidationFailed
@@ -27,6 +28,9 @@ from shared.platform import db
 from shared.policy.model import DEFAULT_MAX_REQUESTS_PER_MINUTE, Limits, check_basic_limits
 
 router = APIRouter(route_class=PageRoute)
+
+
+_BASIC_FIELDS = ("daily_limit", "per_transaction_limit", "approval_threshold", "max_requests_per_minute")
 
 
 def _limits_from(form: dict[str, str]) -> tuple[Limits | None, dict[str, str]]:
@@ -99,27 +103,16 @@ def create_agent(who: SignedInDep, form: FormDep) -> HTMLResponse:
     )
 
 
-@router.get("/agents/{agent_id}")
-def agent_page(agent_id: str, request: Request, who: SignedInDep) -> HTMLResponse:
-    with db.connection() as conn:
-        view = agents.get_agent_view(
-            conn, organization_id=who.organization_id, agent_id=agents.parse_id(agent_id), timezone=who.timezone
-        )
-    values = {k: dollars_input(v) for k, v in view["limits"].items() if k != "max_requests_per_minute"}
-    values["max_requests_per_minute"] = str(view["limits"]["max_requests_per_minute"])
-    return render("agent.html", signed_in=who, active="agents", agent=view, values=values, errors={})
-
-
 @router.post("/agents/{agent_id}/limits")
 def update_limits(agent_id: str, request: Request, who: SignedInDep, form: FormDep) -> Response:
+    """The first form's four limits (the policy's editor replaced it on the agent page; the route stays for anyone
+    who posts to it): the rest of the policy stays as it is."""
     target = agents.parse_id(agent_id)
     limits, errors = _limits_from(form)
+    if limits is None:
+        sent = {name: form.get(name, "") for name in _BASIC_FIELDS}
+        return agent_page(who, target, status_code=422, editor=PolicyForm(sent, errors, partial=True))
     with db.connection() as conn:
-        if limits is None:
-            view = agents.get_agent_view(
-                conn, organization_id=who.organization_id, agent_id=target, timezone=who.timezone
-            )
-            return render("agent.html", 422, signed_in=who, active="agents", agent=view, values=form, errors=errors)
         agents.change_limits(
             conn,
             organization_id=who.organization_id,
