@@ -292,7 +292,7 @@ def test_a_bad_draft_is_named_next_to_its_field_and_neither_runs_nor_records(cli
     assert shadow_of(agent) is None
 
 
-def test_a_recorded_draft_is_kept_beside_the_policy_until_it_is_stopped(client: Any, agent: Agent) -> None:
+def test_a_recorded_draft_notes_where_it_differs_until_it_is_stopped(client: Any, agent: Agent) -> None:
     token = log_in(client, agent.org)
     page = client.get(f"/dashboard/agents/{agent.id}").text
     assert "No draft is recording." in page and "Stop recording" not in page
@@ -311,8 +311,15 @@ def test_a_recorded_draft_is_kept_beside_the_policy_until_it_is_stopped(client: 
     same = pay(client, agent, 500).json()
     differs = pay(client, agent, 700, merchant="ads.example.com").json()
     assert same["status"] == differs["status"] == "approved", "a draft never changes an outcome"
-    recorded_verdict = client.get(f"/v1/dashboard/transactions/{differs['id']}", headers=agent.org.admin_headers)
-    assert recorded_verdict.json()["shadow"] == {"status": "declined", "decision_reason": "merchant_blocked"}
+    listing = client.get("/dashboard").text
+    notes = re.findall(r'<p class="shadow-note">([^<]*)</p>', listing)
+    assert [html.unescape(n) for n in notes] == ["Draft: declined — The merchant is blocked"]
+    detail = text_of(client.get(f"/dashboard/transactions/{differs['id']}").text)
+    assert "Draft: declined — The merchant is blocked" in detail
+    assert "Would have declined it: The merchant is blocked" in detail
+    assert "Same decision (Approved automatically (within limits))" in text_of(
+        client.get(f"/dashboard/transactions/{same['id']}").text
+    )
 
     stopped = client.post(
         f"/dashboard/agents/{agent.id}/draft/stop", data={"csrf_token": token}, follow_redirects=False
@@ -321,12 +328,24 @@ def test_a_recorded_draft_is_kept_beside_the_policy_until_it_is_stopped(client: 
     page = client.get(stopped.headers["location"]).text
     assert "The draft stopped recording." in page and "No draft is recording." in page
     assert shadow_of(agent) is None
+    later = pay(client, agent, 800, merchant="ads.example.com").json()
+    assert "Draft:" not in text_of(client.get(f"/dashboard/transactions/{later['id']}").text)
+    assert len(re.findall(r'class="shadow-note"', client.get("/dashboard").text)) == 1, "earlier notes stay"
     actions = [
         e["action"]
         for e in client.get("/v1/dashboard/audit-logs", headers=agent.org.admin_headers).json()["data"]
         if e["action"].startswith("policy.")
     ]
     assert actions == ["policy.shadow_removed", "policy.shadow_set"]
+
+
+def test_a_decision_decided_the_same_way_by_people_gets_no_note(client: Any, agent: Agent) -> None:
+    token = log_in(client, agent.org)
+    client.post(f"/dashboard/agents/{agent.id}/draft", data={**FILLED, "csrf_token": token, "action": "record"})
+    pending = pay(client, agent, 1500).json()
+    assert pending["status"] == "pending"
+    client.post(f"/dashboard/transactions/{pending['id']}/approve", data={"csrf_token": token})
+    assert "shadow-note" not in client.get("/dashboard").text, "the draft also sent it to people"
 
 
 # The organization's limits --------------------------------------------------------------------------------------
