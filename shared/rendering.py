@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -141,6 +141,11 @@ def format_local_time(moment: datetime, timezone: str) -> str:
     return (
         f"{_DAYS[local.weekday()]} {local.day} {_MONTHS[local.month - 1]} {local.year}, {local:%H:%M} {_label(local)}"
     )
+
+
+def format_day(day: date) -> str:
+    """A calendar day for a dashboard label: "Mon 3 Nov" (English, whatever the locale)."""
+    return f"{_DAYS[day.weekday()]} {day.day} {_MONTHS[day.month - 1]}"
 
 
 def local_time(moment: datetime | str | None, timezone: str) -> str:

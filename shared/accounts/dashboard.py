@@ -221,6 +221,19 @@ def get_transaction(conn: db.Connection, *, organization_id: uuid.UUID, transact
     return row
 
 
+def get_transactions(
+    conn: db.Connection, *, organization_id: uuid.UUID, transaction_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, dict[str, Any]]:
+    """The organization's transactions among these ids (a simulation's changes), by id; others are simply absent."""
+    if not transaction_ids:
+        return {}
+    rows = conn.execute(
+        f"SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE id = ANY(%s) AND organization_id = %s",
+        (transaction_ids, organization_id),
+    ).fetchall()
+    return {row["id"]: row for row in rows}
+
+
 AUDIT_COLUMNS = "id, organization_id, agent_id, transaction_id, actor, action, details, created_at"
 
 

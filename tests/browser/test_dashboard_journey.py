@@ -123,18 +123,19 @@ def test_sign_up_log_in_create_an_agent_see_its_payments_edit_limits_log_out(
     assert page.get_by_text("payment.completed").first.is_visible()
     shot(page, screenshots, "06b-approved")
 
-    # Edit limits: a bad combination shows the API's message next to the field, and nothing is saved.
+    # Edit limits: a bad combination says so next to the field, and nothing is saved.
     page.get_by_role("link", name="Agents").click()
     assert page.get_by_text("spent today").first.is_visible() and page.locator(".bar-fill").count() == 1
     shot(page, screenshots, "07-agents")
-    page.get_by_role("link", name="Edit limits").click()
-    page.locator("#edit-per_transaction_limit").fill("80")
-    page.get_by_role("button", name="Save limits").click()
-    page.get_by_text("per_transaction_limit: must not exceed daily_limit").wait_for()
+    page.get_by_role("link", name="Policy and spend").click()
+    page.locator("#policy-per_transaction_limit").fill("80")
+    page.get_by_role("button", name="Save policy").click()
+    page.locator("#policy-daily_limit-error").get_by_text("Must be at least the per-payment limit.").wait_for()
     shot(page, screenshots, "08-limits-error")
-    page.locator("#edit-daily_limit").fill("100")
-    page.get_by_role("button", name="Save limits").click()
-    page.get_by_text("Limits saved").wait_for()
+    page.locator("#policy-daily_limit").fill("100")
+    page.get_by_role("button", name="Save policy").click()
+    page.get_by_text("Policy saved").wait_for()
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Agents").click()
     assert page.get_by_text("$80.00").first.is_visible()
 
     # Disable and enable, then rotate the key: the old key stops working.

@@ -571,6 +571,16 @@ def test_bad_limits_in_the_form_show_the_api_messages_and_change_nothing(client:
     }
 
 
+def test_an_amount_too_large_for_any_limit_is_a_message_not_a_crash(client: Any, org: Org) -> None:
+    token = log_in(client, org)
+    response = client.post(
+        "/dashboard/agents",
+        data={"csrf_token": token, "name": "big", "daily_limit": "1e400", "per_transaction_limit": "1",
+              "approval_threshold": "1"},
+    )  # fmt: skip
+    assert response.status_code == 422 and "must be at most $1,000,000,000.00" in response.text
+
+
 def test_pages_escape_what_agents_send(client: Any, agent: Agent) -> None:
     tx = pay(
         client,

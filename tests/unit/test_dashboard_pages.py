@@ -41,3 +41,56 @@ def test_no_pages_module_imports_stripe_or_jinja_when_loaded() -> None:
         if found:
             offenders[path.name] = found
     assert offenders == {}
+
+
+def _row(status: str, reason: str, *, went_to_people: bool, shadow: dict[str, str] | None) -> dict[str, object]:
+    return {
+        "status": status,
+        "decision_reason": reason,
+        "approval_expires_at": "2026-11-03T10:00:00+00:00" if went_to_people else None,
+        "shadow": shadow,
+    }
+
+
+def _verdict(status: str, reason: str) -> dict[str, str]:
+    return {"status": status, "decision_reason": reason}
+
+
+def test_a_drafts_verdict_is_noted_only_where_it_differs_from_the_first_decision() -> None:
+    # The note stands beside what the request was answered with, not what people or the charge did with it later.
+    from functions.dashboard.pages.transactions import shadow_differs
+
+    pending = _verdict("pending", "approval_required")
+    approved = _verdict("approved", "auto_approved")
+    same = [
+        _row("completed", "auto_approved", went_to_people=False, shadow=approved),
+        _row("declined", "charge_failed", went_to_people=False, shadow=approved),
+        _row("completed", "approved_by_admin", went_to_people=True, shadow=pending),
+        _row("timed_out", "approval_timed_out", went_to_people=True, shadow=pending),
+        _row(
+            "declined",
+            "weekly_limit_exceeded",
+            went_to_people=False,
+            shadow=_verdict("declined", "weekly_limit_exceeded"),
+        ),
+        _row("approved", "auto_approved", went_to_people=False, shadow=None),
+    ]
+    differs = [
+        _row("completed", "auto_approved", went_to_people=False, shadow=_verdict("declined", "merchant_blocked")),
+        _row("completed", "approved_by_admin", went_to_people=True, shadow=approved),
+        _row(
+            "pending",
+            "approval_required",
+            went_to_people=True,
+            shadow=_verdict("pending", "new_merchant_requires_approval"),
+        ),
+        _row(
+            "declined",
+            "daily_limit_exceeded",
+            went_to_people=False,
+            shadow=_verdict("declined", "weekly_limit_exceeded"),
+        ),
+        _row("declined", "monthly_limit_exceeded", went_to_people=False, shadow=approved),
+    ]
+    assert [shadow_differs(row) for row in same] == [False] * len(same)
+    assert [shadow_differs(row) for row in differs] == [True] * len(differs)

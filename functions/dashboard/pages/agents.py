@@ -1,9 +1,9 @@
-"""The dashboard's agent pages: the list with today's spend, new agents, limits, disable, enable, unblock and keys."""
+"""The dashboard's agents: the list with today's spend, new agents, the first limits form, disable, enable, unblock
+and keys (each agent's own page, with its policy, is pages/policies.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -14,10 +14,12 @@ from functions.dashboard.pages.common import (
     PageRoute,
     SignedIn,
     SignedInDep,
+    cents_from_dollars,
     notice_of,
     render,
     see_other,
 )
+from functions.dashboard.pages.policies import PolicyForm, agent_page
 from shared.accounts import agents
 from shared.config import get_settings
 from shared.errors import ValidationFailed
@@ -28,20 +30,7 @@ from shared.policy.model import DEFAULT_MAX_REQUESTS_PER_MINUTE, Limits, check_b
 router = APIRouter(route_class=PageRoute)
 
 
-def dollars_input(cents: int) -> str:
-    whole, part = divmod(int(cents), 100)
-    return f"{whole}.{part:02d}"
-
-
-def _cents(value: str, field: str) -> int:
-    """Dollars typed by an admin ("50", "1,250.50") as cents."""
-    try:
-        amount = Decimal(value.replace(",", "").replace("$", "").strip())
-    except InvalidOperation as exc:
-        raise ValidationFailed([{"field": field, "message": "must be an amount in dollars, like 50.00"}]) from exc
-    if not amount.is_finite() or amount != amount.quantize(Decimal("0.01")):
-        raise ValidationFailed([{"field": field, "message": "must be an amount in dollars with at most 2 decimals"}])
-    return int(amount * 100)
+_BASIC_FIELDS = ("daily_limit", "per_transaction_limit", "approval_threshold", "max_requests_per_minute")
 
 
 def _limits_from(form: dict[str, str]) -> tuple[Limits | None, dict[str, str]]:
@@ -50,7 +39,7 @@ def _limits_from(form: dict[str, str]) -> tuple[Limits | None, dict[str, str]]:
     cents: dict[str, int] = {}
     for field in ("daily_limit", "per_transaction_limit", "approval_threshold"):
         try:
-            cents[field] = _cents(form.get(field, ""), field)
+            cents[field] = cents_from_dollars(form.get(field, ""), field)
         except ValidationFailed as exc:
             errors[field] = exc.errors[0]["message"]
     rate_text = form.get("max_requests_per_minute", "").strip() or str(DEFAULT_MAX_REQUESTS_PER_MINUTE)
@@ -114,27 +103,16 @@ def create_agent(who: SignedInDep, form: FormDep) -> HTMLResponse:
     )
 
 
-@router.get("/agents/{agent_id}")
-def agent_page(agent_id: str, request: Request, who: SignedInDep) -> HTMLResponse:
-    with db.connection() as conn:
-        view = agents.get_agent_view(
-            conn, organization_id=who.organization_id, agent_id=agents.parse_id(agent_id), timezone=who.timezone
-        )
-    values = {k: dollars_input(v) for k, v in view["limits"].items() if k != "max_requests_per_minute"}
-    values["max_requests_per_minute"] = str(view["limits"]["max_requests_per_minute"])
-    return render("agent.html", signed_in=who, active="agents", agent=view, values=values, errors={})
-
-
 @router.post("/agents/{agent_id}/limits")
 def update_limits(agent_id: str, request: Request, who: SignedInDep, form: FormDep) -> Response:
+    """The first form's four limits (the policy's editor replaced it on the agent page; the route stays for anyone
+    who posts to it): the rest of the policy stays as it is."""
     target = agents.parse_id(agent_id)
     limits, errors = _limits_from(form)
+    if limits is None:
+        sent = {name: form.get(name, "") for name in _BASIC_FIELDS}
+        return agent_page(who, target, status_code=422, editor=PolicyForm(sent, errors, partial=True))
     with db.connection() as conn:
-        if limits is None:
-            view = agents.get_agent_view(
-                conn, organization_id=who.organization_id, agent_id=target, timezone=who.timezone
-            )
-            return render("agent.html", 422, signed_in=who, active="agents", agent=view, values=form, errors=errors)
         agents.change_limits(
             conn,
             organization_id=who.organization_id,

@@ -8,6 +8,7 @@ import secrets
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from functools import cache
 from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
@@ -23,6 +24,7 @@ from shared.config import Settings, get_settings
 from shared.errors import AgentPayError, CsrfRejected, LoginRequired, NotFound, ValidationFailed
 from shared.http.app import PAGE_ISOLATION_HEADERS
 from shared.platform import db
+from shared.policy.model import MAX_LIMIT_CENTS
 
 SESSION_COOKIE = "agentpay_session"
 FORM_COOKIE = "agentpay_form"  # binds the CSRF token of the forms shown before login (sign-up, login)
@@ -77,6 +79,10 @@ NOTICES = {
     "agent_enabled": "The agent is enabled again.",
     "agent_unblocked": "The agent is unblocked.",
     "limits_updated": "Limits saved. They apply from the agent's next request.",
+    "policy_saved": "Policy saved. It applies from the agent's next request.",
+    "shadow_set": "The draft is recording: each new request notes what it would have decided. Nothing else changes.",
+    "shadow_cleared": "The draft stopped recording. Decisions already made keep their notes.",
+    "ceiling_saved": "The organization's limits are saved. They apply from every agent's next request.",
     "logged_out": "You are logged out.",
     "verification_sent": "The verification link is on its way to your admin email.",
     "approved": "The payment is approved; the charge is on its way.",
@@ -184,6 +190,35 @@ def render(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
         **context,
     )
     return HTMLResponse(html, status_code=status_code)
+
+
+# Dollars in forms ---------------------------------------------------------------------------------------------------
+def dollars_input(cents: int | None) -> str:
+    """Cents as a form shows them ("50.00"); nothing for no amount."""
+    if cents is None:
+        return ""
+    whole, part = divmod(int(cents), 100)
+    return f"{whole}.{part:02d}"
+
+
+def cents_from_dollars(value: str, field: str) -> int:
+    """Dollars typed by an admin ("50", "1,250.50", "$5") as cents, 0 or more (every amount in a form is a limit);
+    ValidationFailed naming `field` otherwise."""
+    try:
+        amount = Decimal(value.replace(",", "").replace("$", "").strip())
+    except InvalidOperation as exc:
+        raise ValidationFailed([{"field": field, "message": "must be an amount in dollars, like 50.00"}]) from exc
+    if not amount.is_finite():
+        raise ValidationFailed([{"field": field, "message": "must be an amount in dollars, like 50.00"}])
+    if amount < 0:
+        raise ValidationFailed([{"field": field, "message": "must be 0 or more"}])
+    # Checked before rounding: quantize() itself fails on a number as large as 1e400.
+    if amount * 100 > MAX_LIMIT_CENTS:
+        largest = rendering.format_money(MAX_LIMIT_CENTS)
+        raise ValidationFailed([{"field": field, "message": f"must be at most {largest}"}])
+    if amount != amount.quantize(Decimal("0.01")):
+        raise ValidationFailed([{"field": field, "message": "must be an amount in dollars with at most 2 decimals"}])
+    return int(amount * 100)
 
 
 def error_page(status_code: int, title: str, message: str) -> HTMLResponse:

@@ -1,6 +1,9 @@
-"""The dashboard's transaction pages: the filtered list, one transaction with its audit trail, approve and decline."""
+"""The dashboard's transaction pages: the filtered list, one transaction with its audit trail and its draft policy's
+verdict, approve and decline."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
@@ -21,9 +24,30 @@ from shared.approvals import decisions as approvals
 from shared.errors import NotFound, ValidationFailed
 from shared.http.app import request_id_of
 from shared.platform import db
+from shared.policy.outcomes import APPROVAL_REASONS, BUDGET_DECLINES, DecisionReason, Status
 from shared.rendering import local_time
 
 router = APIRouter(route_class=PageRoute)
+
+
+def first_decision(row: dict[str, Any]) -> tuple[str, str | None]:
+    """The status and reason the request was answered with, which the draft's verdict stands beside. People may have
+    decided since (the row then says approved_by_admin): it went to them, for a reason the row no longer names."""
+    reason = row["decision_reason"]
+    if reason in BUDGET_DECLINES:
+        return Status.DECLINED, reason
+    if row["approval_expires_at"] is not None:
+        return Status.PENDING, reason if reason in APPROVAL_REASONS else None
+    return Status.APPROVED, DecisionReason.AUTO_APPROVED
+
+
+def shadow_differs(row: dict[str, Any]) -> bool:
+    """Whether the draft recorded beside this decision would have decided otherwise."""
+    shadow = row.get("shadow")
+    if not shadow:
+        return False
+    status, reason = first_decision(row)
+    return shadow["status"] != status or (reason is not None and shadow["decision_reason"] != reason)
 
 
 @router.get("")
@@ -54,7 +78,12 @@ def transactions_page(request: Request, who: SignedInDep) -> HTMLResponse:
             conn, organization_id=who.organization_id, filters=filters, cursor=cursor, limit=25
         )
     rows = [
-        {**row, "agent_name": names.get(str(row["agent_id"]), "?"), "when": local_time(row["created_at"], who.timezone)}
+        {
+            **row,
+            "agent_name": names.get(str(row["agent_id"]), "?"),
+            "when": local_time(row["created_at"], who.timezone),
+            "shadow_differs": shadow_differs(row),
+        }
         for row in page.rows
     ]
     return render(
@@ -85,6 +114,8 @@ def transaction_page(transaction_id: str, request: Request, who: SignedInDep) ->
         signed_in=who,
         active="transactions",
         tx=tx,
+        shadow=row["shadow"],
+        shadow_differs=shadow_differs(row),
         agent_name=names.get(tx["agent_id"], "?"),
         when=local_time(row["created_at"], who.timezone),
         expires=local_time(row["approval_expires_at"], who.timezone),
