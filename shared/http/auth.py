@@ -111,7 +111,7 @@ def verify_signature(
 @dataclass(frozen=True)
 class AgentIdentity:
     """An authenticated agent and its organization's day and standing, as cached for at most 10 s (its limits are the
-    budget engine's to load: shared/policy/limits.py)."""
+    budget engine's to load: shared/policy/store.py)."""
 
     id: uuid.UUID
     organization_id: uuid.UUID
