@@ -45,10 +45,11 @@ class Plan:
     growth_warmup: int
     job_path: int  # payment requests followed until `completed`
     job_path_warmup: int
+    makerun_others: int  # `make run` phase: pending, declined and /healthz requests, each
 
 
-FULL = Plan(2000, 200, 2000, 200, 2000, 200, 4.0, 10.0, 5.0, 10, 30_000, 1_000_000, 1_000, 200, 20, 600, 60, 50, 5)
-QUICK = Plan(200, 30, 200, 30, 200, 30, 1.0, 2.0, 1.0, 2, 2_000, 20_000, 1_000, 50, 10, 100, 20, 10, 2)
+FULL = Plan(2000, 200, 2000, 200, 2000, 200, 4.0, 10.0, 5.0, 10, 30_000, 1_000_000, 1_000, 200, 20, 600, 60, 50, 5, 200)
+QUICK = Plan(200, 30, 200, 30, 200, 30, 1.0, 2.0, 1.0, 2, 2_000, 20_000, 1_000, 50, 10, 100, 20, 10, 2, 30)
 
 
 @dataclass

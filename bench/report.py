@@ -76,6 +76,7 @@ def print_table(r: dict[str, Any], out: Path) -> None:
     t = d["throughput"]
     dm = d["dashboard_ms"]
     cg = r["cost_growth"]
+    mr = d["makerun"]
     rows = [
         ("floor (Redis EVAL + PG insert)", f"{r['floor_p50_ms']:.3f}", f"{r['floor_p99_ms']:.3f}", ""),
         ("  of which Redis EVALSHA", f"{d['floor_ms']['redis_eval']['p50']:.3f}",
@@ -85,6 +86,12 @@ def print_table(r: dict[str, Any], out: Path) -> None:
         ("decision (BudgetEngine.reserve)", f"{r['decision_p50_ms']:.3f}", f"{r['decision_p99_ms']:.3f}", ""),
         ("request (POST /v1/payment-request)", f"{r['request_p50_ms']:.3f}", f"{r['request_p99_ms']:.3f}",
          f"ratio_p50 = {r['ratio_p50']}"),
+        ("make run: the same request, charged", f"{r['makerun_request_p50_ms']:.3f}",
+         f"{mr['approved_ms']['p99']:.3f}", f"makerun_ratio = {r['makerun_ratio']}"),
+        ("make run: a request pending approval", f"{mr['pending_ms']['p50']:.3f}", f"{mr['pending_ms']['p99']:.3f}",
+         "202"),
+        ("make run: a request declined", f"{mr['declined_ms']['p50']:.3f}", f"{mr['declined_ms']['p99']:.3f}", "402"),
+        ("make run: GET /healthz", f"{mr['healthz_ms']['p50']:.3f}", f"{mr['healthz_ms']['p99']:.3f}", ""),
         (f"throughput ({t['clients']} clients)", f"{t['latency_ms']['p50']:.3f}", f"{t['latency_ms']['p99']:.3f}",
          f"{r['throughput_rps']:.0f} approved/s"),
         (f"floor throughput ({t['clients']} tasks)", "", "",
@@ -116,6 +123,9 @@ def print_table(r: dict[str, Any], out: Path) -> None:
             else ""
         )
     )
+    print(f"make run: {mr['charges']['completed']} of {mr['charges']['approved']} approved payments charged through"
+          f" localstripe, the last {mr['charges']['drained_s']}s after the phase's last request; started in"
+          f" {mr['startup_s']}s")  # fmt: skip
     print(f"throughput context: load generator {t['load_generator_cpu_cores']} cores, server {t['server_cpu_cores']}"
           f" cores, machine {t['machine_busy_fraction'] * 100:.0f}% busy, of {r['machine']['cpu_count']} cores"
           " shared by the load generator, the server, PostgreSQL and Valkey")  # fmt: skip

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""AgentPay benchmark (`make bench`): floor, decision, request, throughput, overspend, dashboard, cost growth, jobs.
+"""AgentPay benchmark (`make bench`): floor, decision, request, make run, throughput, overspend, dashboard, cost
+growth, jobs.
 
 It starts its own embedded stack in a fresh temporary home (devtools.localstack), applies the migrations, serves the
 local app as `agentpay dev` serves it (devtools.server_process), creates an organization and agents through the API,
@@ -34,13 +35,14 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.context import FULL, QUICK, Context  # noqa: E402
-from bench.phases import decision, history, job_path, latency, throughput, workers  # noqa: E402
+from bench.phases import decision, history, job_path, latency, makerun, throughput, workers  # noqa: E402
 from bench.report import be_quiet, machine_info, print_table, say  # noqa: E402
 
 # In order; each returns its bench.json fields, which later phases may read (ctx.result).
 PHASES: list[tuple[str, Callable[[Context], dict[str, Any]]]] = [
     ("workers", workers.run),  # 1 vs 2 uvicorn workers; the server under test starts with the winner
     ("latency", latency.run),  # floor and one request at a time, in turns: request_p50_ms, ratio_p50
+    ("makerun", makerun.run),  # `agentpay dev` as `make run` starts it, charges flowing: makerun_ratio
     ("decision", decision.run),
     ("throughput", throughput.run),  # and the overspend, and the drivers-only throughput beside it
     ("history", history.run),  # the dashboard over 1,000,000 rows, cost growth
@@ -140,8 +142,9 @@ def main(argv: list[str] | None = None) -> int:
                         " then include the sampler's overhead")  # fmt: skip
     parser.add_argument(
         "--py-spy-phase",
-        choices=("request", "throughput"),
+        choices=("request", "throughput", "makerun"),
         default="request",
+        help="request and throughput: the benchmark's server; makerun: the agentpay dev process",
     )
     args = parser.parse_args(argv)
     be_quiet(args.json_only)
