@@ -52,9 +52,10 @@ def cmd_agent_create(args: argparse.Namespace) -> int:
 
     from shared.accounts import agents
     from shared.platform import db
+    from shared.policy.limits import Limits
 
     settings = get_settings()
-    limits = agents.Limits(
+    limits = Limits(
         daily_limit_cents=args.daily_limit,
         per_tx_limit_cents=args.per_transaction_limit,
         approval_threshold_cents=args.approval_threshold,

@@ -54,6 +54,7 @@ def ensure_demo(settings: Settings) -> dict[str, str]:
 
     from shared.accounts import agents, organizations
     from shared.platform import db
+    from shared.policy.limits import Limits
     from shared.vendors import stripe as stripe_api
 
     path = settings.agentpay_home / DEMO_FILE
@@ -79,7 +80,7 @@ def ensure_demo(settings: Settings) -> dict[str, str]:
             conn,
             organization_id=org_id,
             name="demo-agent",
-            limits=agents.Limits(daily_limit_cents=50_000, per_tx_limit_cents=20_000, approval_threshold_cents=5_000),
+            limits=Limits(daily_limit_cents=50_000, per_tx_limit_cents=20_000, approval_threshold_cents=5_000),
             key_mode=settings.key_mode,
         )
     demo = {

@@ -165,7 +165,8 @@ def serve(*, port: int, jobs_fd: int) -> int:
     """The worker routes on 127.0.0.1:port, the dispatcher delivering to them, the sweep, until the pipe closes."""
     import uvicorn
 
-    from shared.http.app import close_clients_on_shutdown, configure_logging, create_app
+    from shared.http.app import close_clients_on_shutdown, create_app
+    from shared.platform.logs import configure_logging
 
     # Before the function modules are imported: each builds its own app, which would set up logging at INFO.
     configure_logging(logging.WARNING)

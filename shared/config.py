@@ -13,6 +13,8 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.errors import ConfigError
+
 # Values that mean "nobody set this": refused outside local mode.
 # Until its PaymentIntent is recorded a charge makes two Stripe calls (a list of recent intents, a create); a lease
 # lasting four of them leaves room for a slow database in between.
@@ -27,10 +29,6 @@ _GENERATED_SECRETS = (
     "qstash_current_signing_key",
     "qstash_next_signing_key",
 )
-
-
-class ConfigError(RuntimeError):
-    """The configuration is incomplete or unsafe for the mode it runs in."""
 
 
 class Settings(BaseSettings):

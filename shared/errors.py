@@ -366,3 +366,34 @@ class WebhookRefused(WebhookDeliveryFailed):
     http_status = 422
     type = "invalid_request"
     code = "callback_url_refused"
+
+
+# What a dashboard page does instead of answering the error shape ----------------------------------------------------
+class LoginRequired(Exception):
+    """No valid session: the page sends the browser to the login page."""
+
+
+class CsrfRejected(Exception):
+    """A form came without the token of this session."""
+
+
+# Errors for the operator, never answered to a client as they are -------------------------------------------------
+class ConfigError(RuntimeError):
+    """The configuration is incomplete or unsafe for the mode it runs in."""
+
+
+class CommandError(Exception):
+    """Redis refused a command (wrong type, bad syntax): a bug to fix, not an outage."""
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+class ScriptError(CommandError):
+    """A Lua script raised an error or ran a command Redis refused."""
+
+    def __init__(self, message: str, *, code: str, script: str) -> None:
+        super().__init__(message, code=code)
+        self.script = script

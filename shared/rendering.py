@@ -1,10 +1,12 @@
 """The one rendering module: the Jinja environment of emails, approval pages and the dashboard, with its money and
-time filters. Jinja loads on first use, so a function that never renders never pays for it."""
+time filters and the one-line form of what agents send. Jinja loads on first use, so a function that never renders
+never pays for it."""
 
 from __future__ import annotations
 
 import functools
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +43,64 @@ def format_money(cents: int, currency: str = "usd") -> str:
 def _money_filter(cents: int | None, currency: str = "usd") -> str:
     # Tables show an empty cell for no amount; the database hands back Decimal for SUM(), hence int().
     return "" if cents is None else format_money(int(cents), currency)
+
+
+# Agent-supplied text ------------------------------------------------------------------------------------------------
+# Emails and the approval pages show what an agent sent the same way: on one line, its context as rows.
+_WHITESPACE = re.compile(r"\s+")
+_VALUE_CHARS = 80
+_KEY_CHARS = 48
+_LIST_ITEMS = 5
+
+
+def one_line(value: str, limit: int | None = None) -> str:
+    """Agent-supplied text on one line (so it can never stand alone on a line of the text part), cut with "…"."""
+    flat = _WHITESPACE.sub(" ", value).strip()
+    if limit is not None and len(flat) > limit:
+        return flat[: limit - 1].rstrip() + "…"
+    return flat
+
+
+def summarize_context(context: dict[str, Any], *, limit: int = 12) -> list[tuple[str, str]]:
+    """The agent's context as readable key/value rows: nested keys dotted, lists shortened, long values cut."""
+    rows: list[tuple[str, str]] = []
+    _flatten(context, "", rows)
+    if len(rows) > limit:
+        hidden = len(rows) - limit
+        rows = [*rows[:limit], ("", f"and {hidden} more")]
+    return rows
+
+
+def _flatten(value: Any, prefix: str, rows: list[tuple[str, str]]) -> None:
+    if isinstance(value, dict) and value:
+        for key, item in value.items():
+            name = one_line(str(key)) or '""'
+            _flatten(item, f"{prefix}.{name}" if prefix else name, rows)
+        return
+    if prefix:
+        rows.append((one_line(prefix, _KEY_CHARS), one_line(_describe(value), _VALUE_CHARS)))
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, dict):
+        return "(empty)"
+    if isinstance(value, list | tuple):
+        if not value:
+            return "(none)"
+        if any(isinstance(item, dict | list | tuple) for item in value):
+            return f"{len(value)} item{'s' if len(value) != 1 else ''}"
+        shown = ", ".join(_scalar(item) for item in value[:_LIST_ITEMS])
+        more = len(value) - _LIST_ITEMS
+        return f"{shown} (+{more} more)" if more > 0 else shown
+    return _scalar(value)
+
+
+def _scalar(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 # Time ----------------------------------------------------------------------------------------------------------------

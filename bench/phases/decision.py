@@ -33,8 +33,9 @@ def measure_decision(redis_url: str, n: int, warmup: int) -> dict[str, Any]:
 
     from shared.budget import engine as budget
     from shared.platform.redis_store import AsyncRedisPyStore, RedisPyStore
+    from shared.policy.limits import Limits
 
-    limits = budget.LimitsSnapshot(HUGE_DAILY, PER_TX, PER_TX, 1_000_000_000)
+    limits = Limits(HUGE_DAILY, PER_TX, PER_TX, 1_000_000_000)
     store = RedisPyStore(redis_url)
     awaited = AsyncRedisPyStore(redis_url)
 

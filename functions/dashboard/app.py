@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse, StreamingResponse
 from mangum import Mangum
 from pydantic import ConfigDict, EmailStr, Field, StrictInt
 
-from functions.dashboard import web
+from functions.dashboard import pages
 from shared.accounts import agents, dashboard, organizations
 from shared.approvals import decisions as approvals
 from shared.approvals import pages as approval_pages
@@ -20,6 +20,7 @@ from shared.http.deps import AdminDep, SettingsDep, client_address
 from shared.http.health import router as health_router
 from shared.payments import transactions
 from shared.platform import db
+from shared.policy.limits import DEFAULT_MAX_REQUESTS_PER_MINUTE, MAX_DAILY_LIMIT_CENTS, MAX_REQUESTS_PER_MINUTE, Limits
 from shared.vendors import stripe as stripe_api
 
 router = APIRouter()
@@ -37,13 +38,15 @@ class LimitsIn(RequestModel):
     # Strict, as payment amounts are: "1000", 1000.0 and true are refused, never read as a number of cents.
     model_config = ConfigDict(extra="forbid")
 
-    daily_limit: StrictInt = Field(ge=0, le=agents.MAX_DAILY_LIMIT_CENTS)
-    per_transaction_limit: StrictInt = Field(ge=0, le=agents.MAX_DAILY_LIMIT_CENTS)
-    approval_threshold: StrictInt = Field(ge=0, le=agents.MAX_DAILY_LIMIT_CENTS)
-    max_requests_per_minute: StrictInt = Field(default=agents.DEFAULT_MAX_REQUESTS_PER_MINUTE, ge=1, le=10_000)
+    daily_limit: StrictInt = Field(ge=0, le=MAX_DAILY_LIMIT_CENTS)
+    per_transaction_limit: StrictInt = Field(ge=0, le=MAX_DAILY_LIMIT_CENTS)
+    approval_threshold: StrictInt = Field(ge=0, le=MAX_DAILY_LIMIT_CENTS)
+    max_requests_per_minute: StrictInt = Field(
+        default=DEFAULT_MAX_REQUESTS_PER_MINUTE, ge=1, le=MAX_REQUESTS_PER_MINUTE
+    )
 
-    def to_limits(self) -> agents.Limits:
-        return agents.Limits(
+    def to_limits(self) -> Limits:
+        return Limits(
             daily_limit_cents=self.daily_limit,
             per_tx_limit_cents=self.per_transaction_limit,
             approval_threshold_cents=self.approval_threshold,
@@ -455,7 +458,7 @@ def _signup_token_ok(sent: str | None, expected: str | None) -> bool:
     return bool(sent and expected and hmac.compare_digest(sent.encode(), expected.encode()))
 
 
-router.include_router(web.router)
+router.include_router(pages.router)
 
 app = create_app(router, health_router, title="AgentPay dashboard")
 handler = Mangum(app, lifespan="off")

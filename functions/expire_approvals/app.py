@@ -6,8 +6,8 @@ import logging
 from typing import Any
 
 from shared.config import get_settings
-from shared.http.app import configure_logging
 from shared.payments.sweep import run_sweep
+from shared.platform.logs import configure_logging
 
 log = logging.getLogger("agentpay.sweep")
 

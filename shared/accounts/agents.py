@@ -9,40 +9,12 @@ from typing import Any
 
 from shared.audit import log as audit
 from shared.budget import engine as budget
-from shared.errors import BudgetUnavailable, NotFound, ValidationFailed
+from shared.errors import BudgetUnavailable, NotFound
 from shared.http.auth import IssuedKey, KeyMode, forget_agent, issue_agent_key
 from shared.platform import db
 from shared.platform.clock import clock, iso
-
-DEFAULT_MAX_REQUESTS_PER_MINUTE = 20
-MAX_DAILY_LIMIT_CENTS = 100_000_000_000  # keeps every day's sum far below 2^53 (Lua numbers are doubles)
-
-
-@dataclass(frozen=True)
-class Limits:
-    """An agent's budget limits, in cents."""
-
-    daily_limit_cents: int
-    per_tx_limit_cents: int
-    approval_threshold_cents: int
-    max_requests_per_minute: int = DEFAULT_MAX_REQUESTS_PER_MINUTE
-
-    def validate(self) -> Limits:
-        """Raise a 422 naming each field out of `0 <= approval_threshold <= per_transaction_limit <= daily_limit`."""
-        errors = []
-        if self.approval_threshold_cents < 0:
-            errors.append({"field": "approval_threshold", "message": "must be 0 or more"})
-        if self.approval_threshold_cents > self.per_tx_limit_cents:
-            errors.append({"field": "approval_threshold", "message": "must not exceed per_transaction_limit"})
-        if self.per_tx_limit_cents > self.daily_limit_cents:
-            errors.append({"field": "per_transaction_limit", "message": "must not exceed daily_limit"})
-        if self.daily_limit_cents > MAX_DAILY_LIMIT_CENTS:
-            errors.append({"field": "daily_limit", "message": f"must be at most {MAX_DAILY_LIMIT_CENTS}"})
-        if not 1 <= self.max_requests_per_minute <= 10_000:
-            errors.append({"field": "max_requests_per_minute", "message": "must be between 1 and 10000"})
-        if errors:
-            raise ValidationFailed(errors)
-        return self
+from shared.policy import limits as policy_limits
+from shared.policy.limits import Limits
 
 
 @dataclass(frozen=True)
@@ -53,9 +25,9 @@ class NewAgent:
     api_key: IssuedKey
 
 
-_AGENT_COLUMNS = """
+_AGENT_COLUMNS = f"""
 a.id, a.organization_id, a.name, a.is_active, a.blocked_at, a.blocked_reason, a.key_prefix, a.api_key_hash,
-a.created_at, l.daily_limit_cents, l.per_tx_limit_cents, l.approval_threshold_cents, l.max_requests_per_minute
+a.created_at, {policy_limits.select_columns("l")}
 """
 
 
@@ -83,20 +55,7 @@ def create_agent(
             (organization_id, name, key.hash, key.prefix),
         ).fetchone()
         assert row is not None
-        conn.execute(
-            """
-            INSERT INTO budget_limits (agent_id, daily_limit_cents, per_tx_limit_cents, approval_threshold_cents,
-                                       max_requests_per_minute)
-            VALUES (%s, %s, %s, %s, %s)
-            """,
-            (
-                row["id"],
-                limits.daily_limit_cents,
-                limits.per_tx_limit_cents,
-                limits.approval_threshold_cents,
-                limits.max_requests_per_minute,
-            ),
-        )
+        policy_limits.save(conn, row["id"], limits)
     return NewAgent(agent=get_agent(conn, organization_id=organization_id, agent_id=row["id"]), api_key=key)
 
 
@@ -152,21 +111,7 @@ def update_limits(
     limits.validate()
     with conn.transaction():
         before = get_agent(conn, organization_id=organization_id, agent_id=agent_id)
-        conn.execute(
-            """
-            UPDATE budget_limits
-            SET daily_limit_cents = %s, per_tx_limit_cents = %s, approval_threshold_cents = %s,
-                max_requests_per_minute = %s, updated_at = now()
-            WHERE agent_id = %s
-            """,
-            (
-                limits.daily_limit_cents,
-                limits.per_tx_limit_cents,
-                limits.approval_threshold_cents,
-                limits.max_requests_per_minute,
-                agent_id,
-            ),
-        )
+        policy_limits.save(conn, agent_id, limits)
         audit.record(
             conn,
             organization_id=organization_id,
@@ -176,12 +121,7 @@ def update_limits(
             details={
                 "request_id": request_id,
                 "before": _limits_of(before),
-                "after": {
-                    "daily_limit": limits.daily_limit_cents,
-                    "per_transaction_limit": limits.per_tx_limit_cents,
-                    "approval_threshold": limits.approval_threshold_cents,
-                    "max_requests_per_minute": limits.max_requests_per_minute,
-                },
+                "after": limits.wire(),
             },
         )
     return get_agent(conn, organization_id=organization_id, agent_id=agent_id)
@@ -211,12 +151,7 @@ def unblock(conn: db.Connection, *, organization_id: uuid.UUID, agent_id: uuid.U
 
 
 def _limits_of(row: dict[str, Any]) -> dict[str, int]:
-    return {
-        "daily_limit": int(row["daily_limit_cents"]),
-        "per_transaction_limit": int(row["per_tx_limit_cents"]),
-        "approval_threshold": int(row["approval_threshold_cents"]),
-        "max_requests_per_minute": int(row["max_requests_per_minute"]),
-    }
+    return Limits.from_row(row).wire()
 
 
 # What admins see and change, across Postgres, Redis and this container's caches -----------------------------------

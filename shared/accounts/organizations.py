@@ -6,10 +6,7 @@ import uuid
 import zoneinfo
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
-
-import jwt
-import stripe
+from typing import TYPE_CHECKING, Any
 
 from shared.audit import log as audit
 from shared.errors import InvalidToken, LinkExpired, ValidationFailed
@@ -17,7 +14,11 @@ from shared.http.auth import IssuedKey, KeyMode, issue_admin_key
 from shared.jobs import outbox as jobs
 from shared.platform import db
 from shared.platform.clock import clock, iso
-from shared.vendors import stripe as stripe_api
+
+if TYPE_CHECKING:
+    import stripe
+
+    from shared.vendors.stripe import BillingSetup
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,10 @@ def sign_up(
 
     Unless `email_verified` (local mode, or an operator's `agentpay org create`), the row starts unverified and the
     verification email is queued in the same transaction: the organization spends only once the link is posted."""
+    # Here, not at the top: the email worker and the sweep read organizations and never sign one up, and Stripe's
+    # SDK (with the HTTP libraries it loads) costs a cold start about 35 ms.
+    from shared.vendors import stripe as stripe_api
+
     validate_timezone(timezone)
     organization_id = uuid.uuid4()
     billing = stripe_api.set_up_customer(
@@ -93,7 +98,7 @@ def sign_up(
     return NewOrganization(organization=row, admin_key=key)
 
 
-def record_billing(conn: db.Connection, organization_id: uuid.UUID, billing: stripe_api.BillingSetup) -> None:
+def record_billing(conn: db.Connection, organization_id: uuid.UUID, billing: BillingSetup) -> None:
     conn.execute(
         "UPDATE organizations SET stripe_customer_id = %s, stripe_payment_method_id = %s WHERE id = %s",
         (billing.customer_id, billing.payment_method_id, organization_id),
@@ -145,6 +150,8 @@ class EmailVerification:
 
 
 def issue_verification_token(*, organization_id: uuid.UUID | str, email: str, secret: str) -> str:
+    import jwt  # here, not at the top: the sweep reads organizations and never signs a link
+
     claims = {
         "iss": "agentpay",
         "aud": VERIFICATION_AUDIENCE,
@@ -159,6 +166,8 @@ def issue_verification_token(*, organization_id: uuid.UUID | str, email: str, se
 
 def read_verification_token(token: str, *, secret: str) -> EmailVerification:
     """Verify a link's token: 410 once expired, 400 for anything that is not a verification token of ours."""
+    import jwt
+
     try:
         claims = jwt.decode(
             token,

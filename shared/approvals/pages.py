@@ -14,8 +14,7 @@ from markupsafe import Markup
 
 from shared import rendering
 from shared.http.app import PAGE_ISOLATION_HEADERS
-from shared.notify.email import one_line, summarize_context
-from shared.rendering import TEMPLATES_DIR, format_local_time, format_money
+from shared.rendering import TEMPLATES_DIR, format_local_time, format_money, one_line, summarize_context
 
 Tone = Literal["success", "neutral", "error"]
 

@@ -16,6 +16,8 @@ from shared.errors import BudgetUnavailable
 from shared.platform import db
 from shared.platform.aio import run_blocking
 from shared.platform.redis_store import AsyncRedisStore, LuaScript, RedisStore, get_async_store, get_store
+from shared.policy import limits as policy_limits
+from shared.policy.limits import Limits
 
 _HERE = Path(__file__).parent
 RESERVE_SCRIPT = LuaScript.from_file(_HERE / "reserve_budget.lua")
@@ -80,14 +82,6 @@ def day_keys_expire_at(timezone: str, day: date) -> int:
 
 # Decisions ----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class LimitsSnapshot:
-    daily_limit_cents: int
-    per_tx_limit_cents: int
-    approval_threshold_cents: int
-    max_requests_per_minute: int
-
-
-@dataclass(frozen=True)
 class DayTotals:
     """What Postgres says an agent's day holds: the total and the holds not yet settled (by idempotency key)."""
 
@@ -101,7 +95,7 @@ class Decision:
 
     outcome: str  # approved, pending, per_transaction_limit_exceeded, daily_limit_exceeded
     spent_before_cents: int
-    limits: LimitsSnapshot
+    limits: Limits
     newly_held: bool
 
     @property
@@ -163,7 +157,7 @@ class BudgetEngine:
         store: RedisStore,
         *,
         async_store: Callable[[], Awaitable[AsyncRedisStore]],
-        load_limits: Callable[[uuid.UUID], LimitsSnapshot],
+        load_limits: Callable[[uuid.UUID], Limits],
         load_day: Callable[[uuid.UUID, date], DayTotals],
     ) -> None:
         self.store = store
@@ -204,15 +198,7 @@ class BudgetEngine:
             kind = reply[0]
             if kind == "need_limits":
                 limits = await run_blocking(self.load_limits, request.agent_id)
-                limits_arg = ",".join(
-                    str(v)
-                    for v in (
-                        limits.daily_limit_cents,
-                        limits.per_tx_limit_cents,
-                        limits.approval_threshold_cents,
-                        limits.max_requests_per_minute,
-                    )
-                )
+                limits_arg = limits.script_arg()
                 continue
             if kind == "need_counter":
                 totals = await run_blocking(self.load_day, request.agent_id, request.day)
@@ -274,32 +260,18 @@ def _parse_reply(reply: list[Any]) -> Decision | Replay | Blocked | Tripped | Re
     return Decision(
         outcome=str(kind),
         spent_before_cents=int(reply[1]),
-        limits=LimitsSnapshot(
-            daily_limit_cents=int(reply[2]),
-            per_tx_limit_cents=int(reply[3]),
-            approval_threshold_cents=int(reply[4]),
-            max_requests_per_minute=0,
-        ),
-        newly_held=int(reply[5]) == 1,
+        newly_held=int(reply[2]) == 1,
+        limits=Limits.from_script(reply[3:]),
     )
 
 
 # Postgres reads the engine needs ------------------------------------------------------------------------------
-def load_limits(agent_id: uuid.UUID) -> LimitsSnapshot:
+def load_limits(agent_id: uuid.UUID) -> Limits:
     with db.connection() as conn:
-        row = conn.execute(
-            "SELECT daily_limit_cents, per_tx_limit_cents, approval_threshold_cents, max_requests_per_minute"
-            " FROM budget_limits WHERE agent_id = %s",
-            (agent_id,),
-        ).fetchone()
-    if row is None:
+        limits = policy_limits.load(conn, agent_id)
+    if limits is None:
         raise BudgetUnavailable("This agent has no budget limits.")
-    return LimitsSnapshot(
-        daily_limit_cents=row["daily_limit_cents"],
-        per_tx_limit_cents=row["per_tx_limit_cents"],
-        approval_threshold_cents=row["approval_threshold_cents"],
-        max_requests_per_minute=row["max_requests_per_minute"],
-    )
+    return limits
 
 
 def load_day(agent_id: uuid.UUID, day: date) -> DayTotals:

@@ -14,11 +14,12 @@
 -- ARGV[1] idempotency key (the hold's field)      ARGV[2] new transaction id     ARGV[3] request hash
 -- ARGV[4] amount in cents                          ARGV[5] now, unix ms           ARGV[6] request id
 -- ARGV[7] unix s at which the day's keys expire    ARGV[8] limits "daily,per_tx,threshold,rpm" or ""
+--         (shared/policy/limits.py, Limits.script_arg: its fields in order; the reply ends with them in that order)
 -- ARGV[9] rebuilt counter in cents or ""           ARGV[10] the hash of the key the request came with
 -- ARGV[11..] rebuilt holds: field, cents, field, cents, ...
 -- Replies: {"revoked"} {"disabled"} {"blocked"} {"need_limits"} {"need_counter"} {"rate_limited", count, rpm}
 --          {"replay", "transaction_id|request_hash"}
---          {outcome, spent_before, daily, per_tx, threshold, newly_held}
+--          {outcome, spent_before, newly_held, daily, per_tx, threshold, rpm}
 --          where outcome is approved, pending, per_transaction_limit_exceeded or daily_limit_exceeded.
 -- Lua numbers are doubles: every sum stays below 2^53 because daily limits are capped far below it.
 
@@ -90,7 +91,7 @@ redis.call('SET', KEYS[4], ARGV[2] .. '|' .. ARGV[3], 'EX', 30)
 
 local amount = tonumber(ARGV[4])
 if amount > per_tx then
-  return {'per_transaction_limit_exceeded', spent, daily, per_tx, threshold, 0}
+  return {'per_transaction_limit_exceeded', spent, 0, daily, per_tx, threshold, rpm}
 end
 local outcome = 'pending'
 if amount <= threshold then
@@ -98,12 +99,12 @@ if amount <= threshold then
 end
 -- A hold under this key already counted (this script ran before for the request): decide, don't count again.
 if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then
-  return {outcome, spent - amount, daily, per_tx, threshold, 0}
+  return {outcome, spent - amount, 0, daily, per_tx, threshold, rpm}
 end
 if spent + amount > daily then
-  return {'daily_limit_exceeded', spent, daily, per_tx, threshold, 0}
+  return {'daily_limit_exceeded', spent, 0, daily, per_tx, threshold, rpm}
 end
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[4] .. ':' .. ARGV[5])
 redis.call('EXPIREAT', KEYS[3], ARGV[7])
 redis.call('INCRBY', KEYS[2], amount)
-return {outcome, spent, daily, per_tx, threshold, 1}
+return {outcome, spent, 1, daily, per_tx, threshold, rpm}

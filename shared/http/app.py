@@ -1,12 +1,10 @@
-"""The FastAPI application every function is built from: error shape, request ids, request bounds, logs, Sentry."""
+"""The FastAPI application every function is built from: error shape, request ids, request bounds, Sentry."""
 
 from __future__ import annotations
 
-import contextvars
 import gc
 import json
 import logging
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
@@ -26,6 +24,8 @@ from shared.config import get_settings
 from shared.errors import AgentPayError, HeadersTooLarge, NotFound, PayloadTooLarge, ValidationFailed
 from shared.http.json_bounds import nests_deeper_than
 from shared.platform.aio import close_loop_clients
+from shared.platform.collector import tune_gc
+from shared.platform.logs import agent_id_var, configure_logging, request_id_var
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_HEADER_BYTES = 16 * 1024  # names and values of all request headers together
@@ -75,43 +75,7 @@ PAGE_ISOLATION_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
 }
 
-request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
-agent_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("agent_id", default=None)
-
 log = logging.getLogger("agentpay")
-
-
-class JsonLogFormatter(logging.Formatter):
-    """One JSON object per line, carrying the request and agent ids of the request being served."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + "Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if request_id := request_id_var.get():
-            line["request_id"] = request_id
-        if agent_id := agent_id_var.get():
-            line["agent_id"] = agent_id
-        for key, value in getattr(record, "fields", {}).items():
-            line[key] = value
-        if record.exc_info:
-            line["exc"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
-
-
-def configure_logging(level: int = logging.INFO) -> None:
-    root = logging.getLogger()
-    if any(isinstance(h.formatter, JsonLogFormatter) for h in root.handlers):
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonLogFormatter())
-    root.handlers = [handler]
-    root.setLevel(level)
-    for chatty in ("httpx", "stripe"):
-        logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 def new_request_id() -> str:
@@ -427,17 +391,6 @@ def init_sentry(dsn: str | None, *, environment: str, transport: Any = None) -> 
     sentry_sdk.init(**options)
     _sentry_started = True
     return True
-
-
-# Python's cycle collector runs after every 700 net allocations by default: on this hot path, several times per
-# request, each pass walking the young objects. Requests leave little cyclic garbage, so it may wait far longer
-# (two servers on one stack, loaded in turns: about 7 % less server CPU per payment request).
-GC_THRESHOLDS = (50_000, 20, 10)
-
-
-def tune_gc() -> None:
-    """Collect cycles less often; idempotent (every function's app calls it)."""
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 @asynccontextmanager

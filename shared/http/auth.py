@@ -110,7 +110,8 @@ def verify_signature(
 
 @dataclass(frozen=True)
 class AgentIdentity:
-    """An authenticated agent with what a payment decision needs, as cached for at most 10 s."""
+    """An authenticated agent and its organization's day and standing, as cached for at most 10 s (its limits are the
+    budget engine's to load: shared/policy/limits.py)."""
 
     id: uuid.UUID
     organization_id: uuid.UUID
@@ -119,10 +120,6 @@ class AgentIdentity:
     is_active: bool
     blocked_at: datetime | None
     timezone: str
-    daily_limit_cents: int
-    per_tx_limit_cents: int
-    approval_threshold_cents: int
-    max_requests_per_minute: int
     # Outside local mode an organization spends once its admin email is verified; the address, for the refusal.
     organization_verified: bool = True
     admin_email: str = ""
@@ -166,11 +163,9 @@ admin_cache = _TtlCache(AUTH_CACHE_SECONDS)
 
 _AGENT_BY_KEY_SQL = """
 SELECT a.id, a.organization_id, a.name, a.api_key_hash, a.is_active, a.blocked_at, o.timezone,
-       o.email_verified_at IS NOT NULL AS organization_verified, o.admin_email,
-       l.daily_limit_cents, l.per_tx_limit_cents, l.approval_threshold_cents, l.max_requests_per_minute
+       o.email_verified_at IS NOT NULL AS organization_verified, o.admin_email
 FROM agents a
 JOIN organizations o ON o.id = a.organization_id
-JOIN budget_limits l ON l.agent_id = a.id
 WHERE a.api_key_hash = %s
 """
 
@@ -187,10 +182,6 @@ def load_agent(conn: db.Connection, key_hash: str) -> AgentIdentity | None:
         is_active=row["is_active"],
         blocked_at=row["blocked_at"],
         timezone=row["timezone"],
-        daily_limit_cents=row["daily_limit_cents"],
-        per_tx_limit_cents=row["per_tx_limit_cents"],
-        approval_threshold_cents=row["approval_threshold_cents"],
-        max_requests_per_minute=row["max_requests_per_minute"],
         organization_verified=row["organization_verified"],
         admin_email=row["admin_email"],
     )

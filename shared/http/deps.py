@@ -11,8 +11,8 @@ from starlette.concurrency import run_in_threadpool
 from shared.config import Settings, get_settings
 from shared.errors import AgentPayError, AuthenticationFailed, MissingApiKey
 from shared.http import auth, throttle
-from shared.http.app import agent_id_var
 from shared.jobs import outbox as jobs
+from shared.platform.logs import agent_id_var
 
 
 def request_path(request: Request) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 Uuid = Annotated[str, Field(json_schema_extra={"format": "uuid"})]
 DateTime = Annotated[str, Field(json_schema_extra={"format": "date-time"}, description="ISO 8601 with offset")]
@@ -23,12 +23,19 @@ Reason = Literal[
 
 
 # Objects ------------------------------------------------------------------------------------------------------
-class ValidationErrorItem(BaseModel):
+class Documented(BaseModel):
+    """Base of the models below, which only describe answers. Each is built on first use (a route answering with it,
+    or the OpenAPI document): a function builds the few its routes name, not all of them (about 1 ms each)."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
+class ValidationErrorItem(Documented):
     field: str
     message: str
 
 
-class ErrorObject(BaseModel):
+class ErrorObject(Documented):
     type: Literal[
         "authentication",
         "budget",
@@ -50,13 +57,13 @@ class ErrorObject(BaseModel):
     requested: int | None = Field(default=None, description="budget errors: the requested amount in cents")
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(Documented):
     """Every error has this one shape."""
 
     error: ErrorObject
 
 
-class Transaction(BaseModel):
+class Transaction(Documented):
     id: Uuid
     object: Literal["transaction"]
     organization_id: Uuid
@@ -81,14 +88,14 @@ class DeclinedTransaction(Transaction):
     error: ErrorObject
 
 
-class TransactionList(BaseModel):
+class TransactionList(Documented):
     object: Literal["list"]
     data: list[Transaction]
     has_more: bool
     next_cursor: str | None
 
 
-class AuditEntry(BaseModel):
+class AuditEntry(Documented):
     id: Uuid
     object: Literal["audit_log"]
     organization_id: Uuid
@@ -104,21 +111,21 @@ class TransactionWithAudit(Transaction):
     audit_trail: list[AuditEntry]
 
 
-class AuditLogList(BaseModel):
+class AuditLogList(Documented):
     object: Literal["list"]
     data: list[AuditEntry]
     has_more: bool
     next_cursor: str | None
 
 
-class AgentLimits(BaseModel):
+class AgentLimits(Documented):
     daily_limit: int
     per_transaction_limit: int
     approval_threshold: int
     max_requests_per_minute: int
 
 
-class Agent(BaseModel):
+class Agent(Documented):
     id: Uuid
     object: Literal["agent"]
     name: str
@@ -132,17 +139,17 @@ class Agent(BaseModel):
     created_at: DateTime
 
 
-class AgentList(BaseModel):
+class AgentList(Documented):
     object: Literal["list"]
     data: list[Agent]
 
 
-class AgentWithKey(BaseModel):
+class AgentWithKey(Documented):
     agent: Agent
     api_key: str = Field(pattern=r"^apk_(test|live)_[0-9a-f]{64}$", description="shown once, never again")
 
 
-class Organization(BaseModel):
+class Organization(Documented):
     id: Uuid
     object: Literal["organization"]
     name: str
@@ -156,18 +163,18 @@ class Organization(BaseModel):
     created_at: DateTime
 
 
-class SignupResult(BaseModel):
+class SignupResult(Documented):
     organization: Organization
     admin_key: str = Field(pattern=r"^apa_(test|live)_[0-9a-f]{64}$", description="shown once, never again")
 
 
-class Health(BaseModel):
+class Health(Documented):
     status: Literal["ok", "unavailable"]
     checks: dict[str, str]
 
 
-class JobResult(BaseModel):
-    model_config = {"extra": "allow"}
+class JobResult(Documented):
+    model_config = ConfigDict(extra="allow")
 
 
 # Documented answers -------------------------------------------------------------------------------------------

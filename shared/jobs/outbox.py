@@ -12,7 +12,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import jwt
 from psycopg.types.json import Jsonb
 
 from shared.config import Settings, get_settings
@@ -203,6 +202,8 @@ class QStashTransport:
 # Upstash-format signatures ------------------------------------------------------------------------------------
 def sign_like_qstash(*, url: str, body: bytes, signing_key: str, now: float | None = None) -> str:
     """The Upstash-Signature QStash would send: an HS256 JWT over the URL and the body's SHA-256."""
+    import jwt  # only the local dispatcher and the tests sign: a deployed function never loads this for it
+
     issued = int(time.time() if now is None else now)
     digest = base64.urlsafe_b64encode(hashlib.sha256(body).digest()).decode().rstrip("=")
     claims = {

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
-
 from shared.errors import CallbackUrlRefused
 
 if TYPE_CHECKING:
+    import httpx
+
     from shared.config import Settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -118,6 +118,8 @@ def check_url(url: str, policy: CallbackPolicy) -> Destination:
 
     No DNS lookup here: a name is checked again, resolved, when a webhook is delivered (check_resolved).
     """
+    import httpx  # here, not at the top: most payment requests name no callback, and their route imports this module
+
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL as exc:

@@ -23,7 +23,7 @@ from shared.errors import (
     EmailDeliveryFailed,
 )
 from shared.platform import display_text
-from shared.rendering import format_local_time, format_money
+from shared.rendering import format_local_time, format_money, one_line, summarize_context
 
 log = logging.getLogger("agentpay.email")
 
@@ -44,63 +44,6 @@ class Email:
     text: str
     html: str
     kind: EmailKind = "email"  # only for logs; never part of what is sent
-
-
-# Formatting ----------------------------------------------------------------------------------------------------------
-_WHITESPACE = re.compile(r"\s+")
-_VALUE_CHARS = 80
-_KEY_CHARS = 48
-_LIST_ITEMS = 5
-
-
-def one_line(value: str, limit: int | None = None) -> str:
-    """Agent-supplied text on one line (so it can never stand alone on a line of the text part), cut with "…"."""
-    flat = _WHITESPACE.sub(" ", value).strip()
-    if limit is not None and len(flat) > limit:
-        return flat[: limit - 1].rstrip() + "…"
-    return flat
-
-
-def summarize_context(context: dict[str, Any], *, limit: int = 12) -> list[tuple[str, str]]:
-    """The agent's context as readable key/value rows: nested keys dotted, lists shortened, long values cut."""
-    rows: list[tuple[str, str]] = []
-    _flatten(context, "", rows)
-    if len(rows) > limit:
-        hidden = len(rows) - limit
-        rows = [*rows[:limit], ("", f"and {hidden} more")]
-    return rows
-
-
-def _flatten(value: Any, prefix: str, rows: list[tuple[str, str]]) -> None:
-    if isinstance(value, dict) and value:
-        for key, item in value.items():
-            name = one_line(str(key)) or '""'
-            _flatten(item, f"{prefix}.{name}" if prefix else name, rows)
-        return
-    if prefix:
-        rows.append((one_line(prefix, _KEY_CHARS), one_line(_describe(value), _VALUE_CHARS)))
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, dict):
-        return "(empty)"
-    if isinstance(value, list | tuple):
-        if not value:
-            return "(none)"
-        if any(isinstance(item, dict | list | tuple) for item in value):
-            return f"{len(value)} item{'s' if len(value) != 1 else ''}"
-        shown = ", ".join(_scalar(item) for item in value[:_LIST_ITEMS])
-        more = len(value) - _LIST_ITEMS
-        return f"{shown} (+{more} more)" if more > 0 else shown
-    return _scalar(value)
-
-
-def _scalar(value: Any) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def _subject_part(value: str, limit: int) -> str:

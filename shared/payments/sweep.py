@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from shared.accounts import dashboard
+from shared.accounts import sessions
 from shared.budget import engine as budget
 from shared.config import Settings
 from shared.errors import AgentPayError
@@ -167,7 +167,7 @@ def _delete_old_sessions(settings: Settings, report: SweepReport) -> None:
     """Sessions a day past their expiry are only rows: deleting them keeps the table as small as its live sessions."""
     for _ in range(MAX_BATCHES):
         with db.connection() as conn:
-            deleted = dashboard.delete_expired_sessions(conn, limit=BATCH)
+            deleted = sessions.delete_expired_sessions(conn, limit=BATCH)
         report.sessions_deleted += deleted
         if deleted < BATCH:
             return

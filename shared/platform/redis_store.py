@@ -1,30 +1,25 @@
-"""The budget store: one small interface over redis-py (local, CI) and Upstash Redis REST (production)."""
+"""The budget store: one small interface over redis-py (local, CI) and Upstash Redis REST (production).
+
+Each client lives in its own module (redis_py_store, upstash_store), imported when the settings select it: a
+container loads one of the two libraries, never both, and neither before its first command.
+"""
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
-
-import httpx
-import redis
-import redis.asyncio
-import redis.asyncio.retry
-import redis.exceptions
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-from upstash_redis import Redis as UpstashRedis
-from upstash_redis.errors import UpstashError
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.config import get_settings
-from shared.errors import BudgetUnavailable
+from shared.errors import BudgetUnavailable, CommandError, ScriptError
 from shared.platform.aio import PerLoop, run_blocking
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from shared.platform.redis_py_store import AsyncRedisPyStore, RedisPyStore
+    from shared.platform.upstash_store import UpstashStore
 
 # Transport settings. Each command is sent at most twice (one retry), so a script whose reply was lost may run
 # twice: every budget script must be safe to run twice.
@@ -37,23 +32,6 @@ HEALTH_CHECK_INTERVAL_S = 30  # a pooled connection idle longer than this is PIN
 
 # Redis error codes (a reply's first word) meaning the server cannot answer now, not a wrong command.
 _UNAVAILABLE_CODES = frozenset({"LOADING", "BUSY", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "OOM"})
-
-
-class CommandError(Exception):
-    """Redis refused a command (wrong type, bad syntax): a bug to fix, not an outage."""
-
-    def __init__(self, message: str, *, code: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
-
-
-class ScriptError(CommandError):
-    """A Lua script raised an error or ran a command Redis refused."""
-
-    def __init__(self, message: str, *, code: str, script: str) -> None:
-        super().__init__(message, code=code)
-        self.script = script
 
 
 @dataclass(frozen=True)
@@ -107,11 +85,13 @@ class RedisStore(Protocol):
         ...
 
 
-def _error_code(message: str) -> str:
+def error_code(message: str) -> str:
+    """A Redis error's code: its reply's first word."""
     return message.split(" ", 1)[0]
 
 
-def _script_args(args: Sequence[str | int]) -> list[str]:
+def script_args(args: Sequence[str | int]) -> list[str]:
+    """A script's ARGV as both clients send it."""
     # bool is an int: refuse it rather than send "True".
     for arg in args:
         if isinstance(arg, bool) or not isinstance(arg, str | int):
@@ -119,85 +99,14 @@ def _script_args(args: Sequence[str | int]) -> list[str]:
     return [str(arg) for arg in args]
 
 
-class RedisPyStore:
-    """The store over redis-py, for a real Redis or Valkey (local and CI)."""
-
-    def __init__(self, url: str) -> None:
-        self._client = redis.Redis.from_url(
-            url,
-            retry=Retry(NoBackoff(), RETRIES, supported_errors=(redis.exceptions.ConnectionError,)),
-            **_redis_py_options(),
-        )
-
-    def run_script(self, script: LuaScript, keys: Sequence[str], args: Sequence[str | int]) -> Any:
-        argv = _script_args(args)
-        try:
-            return self._call(lambda: self._client.evalsha(script.sha1, len(keys), *keys, *argv), script)
-        except redis.exceptions.NoScriptError:
-            return self._call(lambda: self._client.eval(script.source, len(keys), *keys, *argv), script)
-
-    def get(self, key: str) -> str | None:
-        value = self._call(lambda: self._client.get(key))
-        return None if value is None else str(value)
-
-    def set(self, key: str, value: str, *, ex: int | None = None) -> None:
-        self._call(lambda: self._client.set(key, value, ex=ex))
-
-    def delete(self, *keys: str) -> int:
-        if not keys:
-            return 0
-        return int(self._call(lambda: self._client.delete(*keys)))
-
-    def ping(self) -> bool:
-        return bool(self._call(self._client.ping))
-
-    def scan_keys(self, pattern: str) -> list[str]:
-        return self._call(lambda: [str(k) for k in self._client.scan_iter(match=pattern, count=500)])
-
-    def hgetall(self, key: str) -> dict[str, str]:
-        return self._call(lambda: {str(k): str(v) for k, v in self._client.hgetall(key).items()})
-
-    def flushall(self) -> None:
-        self._call(self._client.flushall)
-
-    def close(self) -> None:
-        self._client.close()
-
-    def _call(self, command: Callable[[], T], script: LuaScript | None = None) -> T:
-        try:
-            return command()
-        except redis.exceptions.NoScriptError:
-            raise
-        except redis.exceptions.RedisError as exc:
-            failure = _redis_py_failure(exc, script)
-            if failure is exc:
-                raise
-            raise failure from exc
-
-
-def _redis_py_options() -> dict[str, Any]:
-    """redis-py's options, the same for its blocking and its asyncio client."""
-    return {
-        "decode_responses": True,
-        "protocol": 2,  # RESP2, as Upstash speaks: Lua replies convert the same way on both stores
-        "socket_connect_timeout": CONNECT_TIMEOUT_S,
-        "socket_timeout": READ_TIMEOUT_S,
-        "health_check_interval": HEALTH_CHECK_INTERVAL_S,
-        # redis-py's default is 10 retries with backoff, timeouts included. One retry on a dropped
-        # connection (a stale pooled socket after a restart) is enough; a timeout is not retried.
-        "retry_on_timeout": False,
-    }
-
-
-def _redis_py_failure(exc: redis.exceptions.RedisError, script: LuaScript | None) -> Exception:
-    """What a redis-py error means: Redis is unavailable, it refused the command, or (`exc` itself) a bug here."""
-    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+def refusal(message: str, script: LuaScript | None) -> Exception:
+    """What a refused command means: Redis cannot answer now (BudgetUnavailable), or it refused this command."""
+    code = error_code(message)
+    if code in _UNAVAILABLE_CODES:
         return BudgetUnavailable()
-    if isinstance(exc, redis.exceptions.ResponseError):
-        # redis-py strips known codes ("ERR", "NOSCRIPT") from the text and keeps them in status_code.
-        code = getattr(exc, "status_code", None)
-        return _refusal(f"{code} {exc}" if code else str(exc), script)
-    return exc
+    if script is not None:
+        return ScriptError(message, code=code, script=script.name)
+    return CommandError(message, code=code)
 
 
 class AsyncRedisStore(Protocol):
@@ -206,33 +115,6 @@ class AsyncRedisStore(Protocol):
     async def run_script(self, script: LuaScript, keys: Sequence[str], args: Sequence[str | int]) -> Any: ...
 
     async def close(self) -> None: ...
-
-
-class AsyncRedisPyStore:
-    """run_script over redis.asyncio (local and CI): the request waits for Redis on the event loop, no thread."""
-
-    def __init__(self, url: str) -> None:
-        self._client = redis.asyncio.Redis.from_url(
-            url,
-            retry=redis.asyncio.retry.Retry(NoBackoff(), RETRIES, supported_errors=(redis.exceptions.ConnectionError,)),
-            **_redis_py_options(),
-        )
-
-    async def run_script(self, script: LuaScript, keys: Sequence[str], args: Sequence[str | int]) -> Any:
-        argv = _script_args(args)
-        try:
-            try:
-                return await self._client.evalsha(script.sha1, len(keys), *keys, *argv)
-            except redis.exceptions.NoScriptError:
-                return await self._client.eval(script.source, len(keys), *keys, *argv)
-        except redis.exceptions.RedisError as exc:
-            failure = _redis_py_failure(exc, script)
-            if failure is exc:
-                raise
-            raise failure from exc
-
-    async def close(self) -> None:
-        await self._client.aclose()
 
 
 class InThreadStore:
@@ -251,123 +133,17 @@ class InThreadStore:
         """Nothing: the blocking store is the container's (get_store()) and outlives the loop."""
 
 
-class UpstashStore:
-    """The store over Upstash Redis REST (production)."""
-
-    def __init__(self, url: str, token: str) -> None:
-        self._client = _upstash_client(url, token)
-
-    def run_script(self, script: LuaScript, keys: Sequence[str], args: Sequence[str | int]) -> Any:
-        argv: list[str] = _script_args(args)
-        try:
-            return self._call(lambda: self._client.evalsha(script.sha1, list(keys), argv), script)
-        except _NoScript:
-            return self._call(lambda: self._client.eval(script.source, list(keys), argv), script)
-
-    def get(self, key: str) -> str | None:
-        value = self._call(lambda: self._client.get(key))
-        return None if value is None else str(value)
-
-    def set(self, key: str, value: str, *, ex: int | None = None) -> None:
-        self._call(lambda: self._client.set(key, value, ex=ex))
-
-    def delete(self, *keys: str) -> int:
-        if not keys:
-            return 0
-        return int(self._call(lambda: self._client.delete(*keys)))
-
-    def ping(self) -> bool:
-        return self._call(self._client.ping) == "PONG"
-
-    def scan_keys(self, pattern: str) -> list[str]:
-        keys: list[str] = []
-        cursor = 0
-        while True:
-            cursor, page = self._call(lambda c=cursor: self._client.scan(c, match=pattern, count=500))  # type: ignore[misc]
-            keys.extend(str(k) for k in page)
-            if int(cursor) == 0:
-                return keys
-
-    def hgetall(self, key: str) -> dict[str, str]:
-        value = self._call(lambda: self._client.hgetall(key))
-        return {str(k): str(v) for k, v in (value or {}).items()}
-
-    def flushall(self) -> None:
-        self._call(self._client.flushall)
-
-    def close(self) -> None:
-        self._client.close()
-
-    def _call(self, command: Callable[[], T], script: LuaScript | None = None) -> T:
-        try:
-            return command()
-        except UpstashError as exc:
-            # A 400 reply: Redis refused the command. Its text starts with the Redis error code.
-            message = str(exc)
-            if script is not None and _error_code(message) == "NOSCRIPT":
-                raise _NoScript() from exc
-            raise _refusal(message, script) from exc
-        except (httpx.HTTPError, json.JSONDecodeError) as exc:
-            # No answer, a non-2xx status other than 400 (see _refuse_unanswered), or a body that is not JSON.
-            raise BudgetUnavailable() from exc
-
-
-class _NoScript(Exception):
-    """EVALSHA found no script under that SHA1 (Upstash): send EVAL."""
-
-
-def _refusal(message: str, script: LuaScript | None) -> Exception:
-    code = _error_code(message)
-    if code in _UNAVAILABLE_CODES:
-        return BudgetUnavailable()
-    if script is not None:
-        return ScriptError(message, code=code, script=script.name)
-    return CommandError(message, code=code)
-
-
-def _refuse_unanswered(response: httpx.Response) -> None:
-    """Turn every status but 2xx and 400 into an httpx error, so the outage is told by status, not by text.
-
-    Upstash answers a refused command with 400 and {"error": "ERR ..."}; 401 (bad token), 429 (limits)
-    and 5xx mean it could not answer. upstash-redis reads only the body, so without this hook a 5xx with a
-    JSON error body would look like a refused command.
-    """
-    if response.is_success or response.status_code == 400:
-        return
-    response.read()
-    response.raise_for_status()
-
-
-def _upstash_client(url: str, token: str) -> UpstashRedis:
-    client = UpstashRedis(
-        url,
-        token,
-        # upstash_redis/http.py: `for attempt in range(retries + 1)` retries on any exception, a timeout
-        # included, after `time.sleep(retry_interval)`; the defaults are 1 retry after 3 s (client.py).
-        rest_retries=RETRIES,
-        rest_retry_interval=UPSTASH_RETRY_INTERVAL_S,
-        allow_telemetry=False,
-    )
-    # upstash_redis/http.py builds `httpx.Client(timeout=None)` and takes no client or timeout argument, so
-    # the only way to bound a request is to swap that client. Fail at start-up if a new version moved it.
-    http: Any = getattr(client, "_http", None)
-    if not isinstance(getattr(http, "_client", None), httpx.Client):
-        raise RuntimeError("upstash-redis moved its httpx.Client (Redis._http._client): see redis_store.py")
-    http._client.close()
-    http._client = httpx.Client(
-        timeout=httpx.Timeout(UPSTASH_TIMEOUT_S),
-        event_hooks={"response": [_refuse_unanswered]},
-    )
-    return client
-
-
 def store_from_settings(*, upstash_url: str | None, upstash_token: str | None, redis_url: str | None) -> RedisStore:
     """Upstash when its URL and token are set, else redis-py on redis_url. A new store each call."""
     if upstash_url or upstash_token:
         if not (upstash_url and upstash_token):
             raise ValueError("UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN must be set together")
+        from shared.platform.upstash_store import UpstashStore
+
         return UpstashStore(upstash_url, upstash_token)
     if redis_url:
+        from shared.platform.redis_py_store import RedisPyStore
+
         return RedisPyStore(redis_url)
     raise ValueError("no budget store configured: set UPSTASH_REDIS_REST_URL and _TOKEN, or REDIS_URL")
 
@@ -390,6 +166,8 @@ async def _open_async_store() -> AsyncRedisStore:
     settings = get_settings()
     if settings.upstash_redis_rest_url or settings.upstash_redis_rest_token or not settings.redis_url:
         return InThreadStore(get_store())  # get_store() refuses a half-configured Upstash or no store at all
+    from shared.platform.redis_py_store import AsyncRedisPyStore
+
     return AsyncRedisPyStore(settings.redis_url)
 
 
@@ -403,3 +181,17 @@ _async_stores = PerLoop(_open_async_store, _close_async_store)
 async def get_async_store() -> AsyncRedisStore:
     """The budget store the running event loop's requests await (one per loop; see shared.platform.aio)."""
     return await _async_stores.get()
+
+
+def __getattr__(name: str) -> type[RedisPyStore | AsyncRedisPyStore | UpstashStore]:
+    """The clients by their old address (`from shared.platform.redis_store import RedisPyStore`, as bench/run.py
+    does), each imported on first mention rather than with this module."""
+    if name in ("RedisPyStore", "AsyncRedisPyStore"):
+        from shared.platform import redis_py_store
+
+        return getattr(redis_py_store, name)
+    if name == "UpstashStore":
+        from shared.platform import upstash_store
+
+        return upstash_store.UpstashStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

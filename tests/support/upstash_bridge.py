@@ -105,6 +105,10 @@ class UpstashBridge:
 
 class _BridgeServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver listens with a backlog of 5: 40 clients connecting at once overflowed it, the kernel dropped the
+    # SYNs past it, and their 1 s retransmit met the Upstash client's 1 s connect timeout (a flaky ConnectTimeout in
+    # the concurrency tests on a loaded machine). Upstash's own endpoint has no such limit.
+    request_queue_size = 256
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], *, client: Any, token: str):
         super().__init__(address, handler)

@@ -9,7 +9,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from shared.config import ConfigError, load_settings
+from shared.config import load_settings
+from shared.errors import ConfigError
 
 PRODUCTION = {
     "agentpay_env": "production",

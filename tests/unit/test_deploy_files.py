@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import importlib.metadata
 import re
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -16,6 +17,8 @@ from cfnlint.api import ManualArgs, lint_file
 from cfnlint.decode import decode
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+
+from deploy import package
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template.yaml"
@@ -172,6 +175,59 @@ def test_every_route_a_built_function_declares_reaches_it() -> None:
     assert unrouted == []
 
 
+def test_every_function_deploys_the_staged_artifact() -> None:
+    """`make package` stages build/lambda; a function given the repository (or anything else) would ship devtools/,
+    tests/ and a local .agentpay/, and none of the dependencies."""
+    template = _template()
+    assert template["Globals"]["Function"]["CodeUri"] == str(package.ARTIFACT.relative_to(REPO)) == "build/lambda"
+    overriding = sorted(name for name, props in _functions(template).items() if "CodeUri" in props)
+    assert overriding == []
+
+
+def test_the_artifact_is_built_for_the_architecture_the_template_deploys() -> None:
+    template = _template()
+    assert template["Globals"]["Function"]["Architectures"] == [package.DEPLOYED_PLATFORM]
+    assert package.DEPLOYED_PLATFORM in package.WHEEL_PLATFORMS
+    assert template["Globals"]["Function"]["Runtime"] == f"python{package.PYTHON_VERSION}"
+    overriding = sorted(
+        name for name, props in _functions(template).items() if {"Architectures", "Runtime"} & set(props)
+    )
+    assert overriding == []
+
+
+def test_the_staged_artifact_is_not_committed() -> None:
+    ignored = subprocess.run(["git", "check-ignore", "-q", "build/lambda/shared/config.py"], cwd=REPO, check=False)
+    assert ignored.returncode == 0, "build/ must be in .gitignore"
+
+
+def _string_constants(path: Path) -> set[str]:
+    """String constants of a module, docstrings left out."""
+    tree = ast.parse(path.read_text())
+    docstrings = {
+        id(node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+    }
+    return {
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+    }
+
+
+def test_the_artifact_ships_only_what_the_functions_run() -> None:
+    """functions/ and shared/ only: migrations are applied by `agentpay migrate` (devtools/), and no deployed module
+    reads them. A module that starts to would find them missing in Lambda: add migrations to deploy.package.SOURCES."""
+    assert set(package.SOURCES) == {"functions", "shared"}
+    deployed = [*(REPO / "shared").rglob("*.py"), *(REPO / "functions").rglob("*.py")]
+    readers = sorted(
+        str(path.relative_to(REPO))
+        for path in deployed
+        if any("migrations" in text for text in _string_constants(path))
+    )
+    assert readers == []
+
+
 def test_workers_have_open_function_urls_and_no_public_route() -> None:
     functions = _functions(_template())
     for name in ("charge_worker", "email_worker"):
@@ -262,7 +318,7 @@ def _key(req: Requirement) -> tuple[str, frozenset[str], str, str]:
 
 
 def test_requirements_txt_is_pyprojects_runtime_dependencies() -> None:
-    """`sam build` installs requirements.txt, not pyproject.toml: the two must list the same packages."""
+    """`make package` installs requirements.txt, not pyproject.toml: the two must list the same packages."""
     assert sorted(map(_key, _requirements_txt())) == sorted(map(_key, _pyproject_dependencies()))
 
 

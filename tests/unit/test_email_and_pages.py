@@ -24,9 +24,8 @@ from shared.notify.email import (
     render_approval_email,
     render_block_alert,
     send_email,
-    summarize_context,
 )
-from shared.rendering import format_local_time, format_money
+from shared.rendering import format_local_time, format_money, summarize_context
 
 APPROVE_URL = "https://pay.example.com/v1/approve/eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ0eC0xIn0.c2ln"
 DECLINE_URL = "https://pay.example.com/v1/decline/eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ0eC0xIn0.ZGVj"
