@@ -17,6 +17,10 @@ from shared.config import Settings, get_settings
 log = logging.getLogger("agentpay.dev")
 
 DEMO_FILE = "demo.json"  # local only: the demo's plaintext keys, so every run can print them
+# Added to localstripe's nice value: only the job process's charges (and card set-up at sign-up) call it, and it stands
+# in for a service that would not share this machine. Not the lowest: a starved localstripe would time out the charges'
+# Stripe calls (STRIPE_TIMEOUT_SECONDS).
+STRIPE_NICENESS = 10
 
 
 def _say(message: str) -> None:
@@ -25,7 +29,6 @@ def _say(message: str) -> None:
 
 def start_embedded_services(raw: Settings) -> Any:
     """Start what is not configured for real; export its URLs so every module's settings see them."""
-    from devtools.job_process import NICENESS
     from devtools.localstack import LocalStack
 
     stack = LocalStack(
@@ -35,7 +38,7 @@ def start_embedded_services(raw: Settings) -> Any:
         with_postgres=not raw.database_url,
         with_redis=not (raw.redis_url or raw.upstash_redis_rest_url),
         with_stripe=not raw.stripe_secret_key,
-        stripe_niceness=NICENESS,  # only the job process's charges (and card set-up) call it
+        stripe_niceness=STRIPE_NICENESS,
     )
     services = stack.start()
     if not raw.database_url:

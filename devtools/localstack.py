@@ -110,9 +110,7 @@ class LocalStack:
         self._with_postgres = with_postgres
         self._with_redis = with_redis
         self._with_stripe = with_stripe
-        # Added to localstripe's nice value: `agentpay dev` lowers it, since only background charges (and card set-up)
-        # call it, and it stands in for a service that would not share this machine's CPU.
-        self._stripe_niceness = stripe_niceness
+        self._stripe_niceness = stripe_niceness  # added to localstripe's nice value (agentpay dev lowers it)
         # Re-entrant: a signal handler may call stop() on the thread that is inside start().
         self._mutex = threading.RLock()
         self._home_lock_fd: int | None = None
@@ -732,9 +730,9 @@ def _write_atomically(path: Path, text: str) -> None:
 # -- localstripe child process -------------------------------------------------------------------------------
 
 
-def _lower_priority(niceness: int) -> None:
-    """Lower this process's CPU priority, and its session's: the servers run in sessions of their own, and where the
-    kernel shares the CPU between sessions first (Linux's autogroup), a nice value counts only inside its session."""
+def lower_priority(niceness: int) -> None:
+    """Lower the CPU priority of this process, and of its session (call it in a session of its own): where the kernel
+    shares the CPU between sessions first (Linux's autogroup), a nice value counts only inside its session."""
     os.nice(niceness)
     with contextlib.suppress(OSError):
         Path("/proc/self/autogroup").write_text(f"{niceness}\n")
@@ -753,7 +751,7 @@ def serve_localstripe() -> None:
     args = parser.parse_args()
     state: Path = args.state
     if args.niceness:
-        _lower_priority(args.niceness)
+        lower_priority(args.niceness)
 
     from aiohttp import web
     from localstripe import resources
