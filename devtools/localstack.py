@@ -730,12 +730,17 @@ def _write_atomically(path: Path, text: str) -> None:
 # -- localstripe child process -------------------------------------------------------------------------------
 
 
-def lower_priority(niceness: int) -> None:
+def lower_priority(niceness: int, *, idle: bool = False) -> None:
     """Lower the CPU priority of this process, and of its session (call it in a session of its own): where the kernel
-    shares the CPU between sessions first (Linux's autogroup), a nice value counts only inside its session."""
+    shares the CPU between sessions first (Linux's autogroup), a nice value counts only inside its session. `idle`
+    (Linux, before any thread starts): the idle policy, so the process runs on a core nothing else wants, and the
+    kernel counts its core as free when it places a task that wakes up."""
     os.nice(niceness)
     with contextlib.suppress(OSError):
         Path("/proc/self/autogroup").write_text(f"{niceness}\n")
+    if idle and hasattr(os, "SCHED_IDLE"):
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
 def serve_localstripe() -> None:

@@ -140,6 +140,8 @@ def test_the_dev_server_stops_and_says_so_when_its_job_process_dies(tmp_path: Pa
     try:
         job_process = _job_process_of(home)
         assert job_process.nice() > psutil.Process(process.pid).nice()  # its work yields the CPU to the server's
+        if hasattr(os, "SCHED_IDLE"):
+            assert os.sched_getscheduler(job_process.pid) == os.SCHED_IDLE
         job_process.kill()
         output, _ = process.communicate(timeout=30)
     finally:
