@@ -123,9 +123,11 @@ def print_table(r: dict[str, Any], out: Path) -> None:
             else ""
         )
     )
+    drained = mr["charges"]["drained_s"]
     print(f"make run: {mr['charges']['completed']} of {mr['charges']['approved']} approved payments charged through"
-          f" localstripe, the last {mr['charges']['drained_s']}s after the phase's last request; started in"
-          f" {mr['startup_s']}s")  # fmt: skip
+          " localstripe, " + (f"the last {drained}s after the phase's last request" if drained is not None else
+          f"{mr['charges']['still_approved']} still waiting when the phase stopped waiting") +
+          f"; started in {mr['startup_s']}s")  # fmt: skip
     print(f"throughput context: load generator {t['load_generator_cpu_cores']} cores, server {t['server_cpu_cores']}"
           f" cores, machine {t['machine_busy_fraction'] * 100:.0f}% busy, of {r['machine']['cpu_count']} cores"
           " shared by the load generator, the server, PostgreSQL and Valkey")  # fmt: skip

@@ -48,7 +48,7 @@ PHASES: list[tuple[str, Callable[[Context], dict[str, Any]]]] = [
     ("history", history.run),  # the dashboard over 1,000,000 rows, cost growth
     ("job_path", job_path.run),
     # ("cold_start", cold_start.run),  # next: a phase around bench/cold_start.py's measure(artifact_dir, python,
-    #                                  # runs), the functions' Lambda cold start; it adds its own fields here
+    #                                  # runs) on build/lambda (make cold-start runs it alone); its fields join here
 ]
 
 
