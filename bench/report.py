@@ -125,7 +125,7 @@ def print_table(r: dict[str, Any], out: Path) -> None:
     )
     drained = mr["charges"]["drained_s"]
     print(f"make run: {mr['charges']['completed']} of {mr['charges']['approved']} approved payments charged through"
-          " localstripe, " + (f"the last {drained}s after the phase's last request" if drained is not None else
+          " localstripe, " + (f"each turn's within {drained}s of its last request" if drained is not None else
           f"{mr['charges']['still_approved']} still waiting when the phase stopped waiting") +
           f"; started in {mr['startup_s']}s")  # fmt: skip
     print(f"throughput context: load generator {t['load_generator_cpu_cores']} cores, server {t['server_cpu_cores']}"

@@ -35,14 +35,15 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.context import FULL, QUICK, Context  # noqa: E402
-from bench.phases import decision, history, job_path, latency, makerun, throughput, workers  # noqa: E402
+from bench.phases import decision, history, job_path, latency, throughput, workers  # noqa: E402
 from bench.report import be_quiet, machine_info, print_table, say  # noqa: E402
 
 # In order; each returns its bench.json fields, which later phases may read (ctx.result).
 PHASES: list[tuple[str, Callable[[Context], dict[str, Any]]]] = [
     ("workers", workers.run),  # 1 vs 2 uvicorn workers; the server under test starts with the winner
-    ("latency", latency.run),  # floor and one request at a time, in turns: request_p50_ms, ratio_p50
-    ("makerun", makerun.run),  # `agentpay dev` as `make run` starts it, charges flowing: makerun_ratio
+    # The floor, one request at a time, and the same request against `agentpay dev` as `make run` starts it with
+    # charges flowing (bench/phases/makerun.py), in turns: request_p50_ms, ratio_p50, makerun_ratio.
+    ("latency", latency.run),
     ("decision", decision.run),
     ("throughput", throughput.run),  # and the overspend, and the drivers-only throughput beside it
     ("history", history.run),  # the dashboard over 1,000,000 rows, cost growth
