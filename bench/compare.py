@@ -12,23 +12,15 @@ server's CPU per decision for each, and their ratio.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import run as bench  # noqa: E402
-
-REPO = bench.REPO
-
-
-def worktree(ref: str, into: Path, name: str) -> Path:
-    path = into / name
-    subprocess.run(["git", "worktree", "add", "--detach", "-q", str(path), ref], cwd=REPO, check=True)
-    return path
+from bench.client import LoadResult, create_org, probe  # noqa: E402
+from bench.report import say  # noqa: E402
+from bench.trees import add_worktree, app_factory_of, http_protocol_of, remove_worktree  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,39 +34,39 @@ def main(argv: list[str] | None = None) -> int:
 
     from devtools.localstack import LocalStack
     from devtools.migrate import apply_migrations
+    from devtools.server_process import AppServer, local_env
 
     tmp = Path(tempfile.mkdtemp(prefix="agentpay-compare-"))
     trees: list[Path] = []
-    servers: list[bench.Server] = []
+    servers: list[AppServer] = []
     stack = LocalStack(tmp / "stack")
     try:
-        trees = [worktree(args.a, tmp, "a"), worktree(args.b, tmp, "b")]
-        bench.say(f"[setup] worktrees {', '.join(map(str, trees))}; starting PostgreSQL, Valkey and localstripe")
+        trees = [add_worktree(args.a, tmp / "a"), add_worktree(args.b, tmp / "b")]
+        say(f"[setup] worktrees {', '.join(map(str, trees))}; starting PostgreSQL, Valkey and localstripe")
         services = stack.start()
         apply_migrations(services.database_url, trees[1] / "migrations")
-        env = bench.server_env(services, tmp / "app")
         (tmp / "app").mkdir()
         for tree in trees:
-            bench.REPO = tree  # the server's working directory
-            server = bench.Server(
-                workers=args.workers,
-                env={**env, "PYTHONPATH": str(tree)},
+            server = AppServer(
+                app_factory_of(tree),
+                env=local_env(tmp / "app", services, tree=tree),
                 log_path=tmp / "s.log",
-                http=bench.http_protocol_of(tree),
-                factory=bench.app_factory_of(tree),
+                workers=args.workers,
+                tree=tree,
+                http=http_protocol_of(tree),
             )
-            server.wait_ready()
             servers.append(server)
-        org = bench.create_org(servers[0].port)
+            server.wait_ready()
+        org = create_org(servers[0].port)
         for server in servers:
-            bench.probe(server, org, 2.0, f"warm-{server.port}")
-        results: list[list[bench.LoadResult]] = [[], []]
+            probe(server, org, 2.0, f"warm-{server.port}")
+        results: list[list[LoadResult]] = [[], []]
         for round_ in range(args.rounds):
             for i in (0, 1) if round_ % 2 == 0 else (1, 0):
-                got = bench.probe(servers[i], org, args.seconds, f"r{round_}-{i}")
+                got = probe(servers[i], org, args.seconds, f"r{round_}-{i}")
                 results[i].append(got)
-                bench.say(f"    {'AB'[i]} ({[args.a, args.b][i]}): {got.count(201) / got.seconds:.0f} approved/s,"
-                          f" machine {got.system_busy * 100:.0f}% busy")  # fmt: skip
+                say(f"    {'AB'[i]} ({[args.a, args.b][i]}): {got.count(201) / got.seconds:.0f} approved/s,"
+                    f" machine {got.system_busy * 100:.0f}% busy")  # fmt: skip
         rates, cpu = [], []
         for runs in results:
             seconds = sum(g.seconds for g in runs)
@@ -91,8 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
         stack.stop()
         for tree in trees:
-            with contextlib.suppress(subprocess.CalledProcessError):
-                subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, check=True)
+            remove_worktree(tree)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ import json
 import re
 import secrets
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +30,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import run as bench  # noqa: E402
+from bench.client import Agent, Org, create_agent, create_org, signed_headers  # noqa: E402
+from bench.trees import add_worktree, app_factory_of, http_protocol_of, remove_worktree  # noqa: E402
+from devtools.server_process import AppServer, local_env  # noqa: E402
 
 PAY = "/v1/payment-request"
 
@@ -41,11 +42,11 @@ class Target:
     """One commit's server, with an organization, an agent and the log it writes."""
 
     name: str
-    server: bench.Server
+    server: AppServer
     log: Path
     home: Path
-    org: bench.Org
-    agent: bench.Agent
+    org: Org
+    agent: Agent
 
     @property
     def url(self) -> str:
@@ -57,7 +58,7 @@ class Target:
 
 def signed(api_key: str, path: str, payload: Any) -> tuple[bytes, dict[str, str]]:
     body = json.dumps(payload, separators=(",", ":")).encode()
-    return body, bench.signed_headers(api_key, "POST", path, body)
+    return body, signed_headers(api_key, "POST", path, body)
 
 
 def payment(**fields: Any) -> dict[str, Any]:
@@ -252,15 +253,17 @@ def _hs256(header: dict[str, Any], claims: dict[str, Any], secret: str) -> str:
 def start(ref: str, tree: Path, services: Any, tmp: Path) -> Target:
     home = tmp / f"home-{tree.name}"
     home.mkdir()
-    env = {**bench.server_env(services, home), "PYTHONPATH": str(tree)}
-    bench.REPO = tree
     log = tmp / f"{tree.name}.log"
-    server = bench.Server(
-        workers=1, env=env, log_path=log, http=bench.http_protocol_of(tree), factory=bench.app_factory_of(tree)
+    server = AppServer(
+        app_factory_of(tree),
+        env=local_env(home, services, tree=tree),
+        log_path=log,
+        tree=tree,
+        http=http_protocol_of(tree),
     )
     server.wait_ready()
-    org = bench.create_org(server.port)
-    agent = bench.create_agent(server.port, org, "probe", daily=1_000_000, per_tx=100_000, threshold=100_000)
+    org = create_org(server.port)
+    agent = create_agent(server.port, org, "probe", daily=1_000_000, per_tx=100_000, threshold=100_000)
     return Target(name=ref, server=server, log=log, home=home, org=org, agent=agent)
 
 
@@ -275,13 +278,10 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="agentpay-probe-"))
     stack = LocalStack(tmp / "stack")
     targets: list[Target] = []
-    repo = bench.REPO
     trees: list[Path] = []
     try:
         for i, ref in enumerate(args.refs):
-            tree = tmp / f"t{i}"
-            subprocess.run(["git", "worktree", "add", "--detach", "-q", str(tree), ref], cwd=repo, check=True)
-            trees.append(tree)
+            trees.append(add_worktree(ref, tmp / f"t{i}"))
         services = stack.start()
         apply_migrations(services.database_url, trees[-1] / "migrations")  # the newest: migrations only add
         for ref, tree in zip(args.refs, trees, strict=True):
@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
             target.server.stop()
         stack.stop()
         for tree in trees:
-            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=repo, check=False)
+            remove_worktree(tree)
     return 0
 
 

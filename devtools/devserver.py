@@ -17,6 +17,10 @@ from shared.config import Settings, get_settings
 log = logging.getLogger("agentpay.dev")
 
 DEMO_FILE = "demo.json"  # local only: the demo's plaintext keys, so every run can print them
+# Added to localstripe's nice value: only the job process's charges (and card set-up at sign-up) call it, and it stands
+# in for a service that would not share this machine. Not the lowest: a starved localstripe would time out the charges'
+# Stripe calls (STRIPE_TIMEOUT_SECONDS).
+STRIPE_NICENESS = 10
 
 
 def _say(message: str) -> None:
@@ -34,6 +38,7 @@ def start_embedded_services(raw: Settings) -> Any:
         with_postgres=not raw.database_url,
         with_redis=not (raw.redis_url or raw.upstash_redis_rest_url),
         with_stripe=not raw.stripe_secret_key,
+        stripe_niceness=STRIPE_NICENESS,
     )
     services = stack.start()
     if not raw.database_url:
@@ -160,11 +165,47 @@ def write_dev_file(settings: Settings, demo: dict[str, str]) -> dict[str, Any]:
     return dev
 
 
+# How the local app is served: by `agentpay dev` (uvicorn.Config, in its own process) and by the servers the benchmark
+# and the probes start (uvicorn's command line, in a child process). No access log: the app logs each request itself.
+HTTP_PROTOCOL = "devtools.local_http:BoundedHttpToolsProtocol"
+LOG_LEVEL = "warning"
+
+
+def uvicorn_config(app: Any, *, host: str, port: int) -> Any:
+    """`agentpay dev`'s server options for an app object."""
+    import uvicorn
+
+    from devtools.local_http import BoundedHttpToolsProtocol
+
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=LOG_LEVEL,
+        access_log=False,
+        lifespan="on",
+        http=BoundedHttpToolsProtocol,
+    )
+
+
+def uvicorn_command(
+    factory: str, *, port: int, host: str = "127.0.0.1", workers: int = 1, http: str = HTTP_PROTOCOL
+) -> list[str]:
+    """The same options on uvicorn's command line, for an app factory in a child process (more than one worker
+    needs an import string). `http` names the protocol of the checkout being served: older commits had none."""
+    command = [sys.executable, "-m", "uvicorn", factory, "--factory", "--host", host, "--port", str(port)]
+    command += ["--log-level", LOG_LEVEL, "--no-access-log", "--http", http]
+    return command + (["--workers", str(workers)] if workers > 1 else [])
+
+
 def run_dev_server(*, port: int) -> int:
     import uvicorn
 
+    from devtools.job_process import JobProcess
+    from devtools.localstack import free_port
     from devtools.migrate import apply_migrations
     from shared.http.app import configure_logging
+    from shared.jobs import outbox as jobs
 
     os.environ["AGENTPAY_PORT"] = str(port)
     get_settings.cache_clear()
@@ -180,6 +221,7 @@ def run_dev_server(*, port: int) -> int:
     started = time.monotonic()
     _say("AgentPay: starting embedded services (PostgreSQL, Valkey, localstripe)...")
     stack = start_embedded_services(raw)
+    job_process: JobProcess | None = None
     stopping = False
 
     def _stop(signum: int, _frame: Any) -> None:
@@ -194,22 +236,17 @@ def run_dev_server(*, port: int) -> int:
         settings = get_settings()
         applied = apply_migrations(settings.require("database_url"))
         _say(f"AgentPay: database ready ({len(applied)} migration(s) applied)")
+        # Charges, emails, webhooks and the sweep run in a process of their own (devtools/job_process.py); it starts
+        # while the demo organization is checked.
+        job_process = JobProcess(port=free_port(), env=dict(os.environ)).start()
         demo = ensure_demo(settings)
-        from devtools.local_app import build_server_app
+        from devtools.local_app import build_local_app
 
-        app = build_server_app()
-        from devtools.local_http import BoundedHttpToolsProtocol
-
-        config = uvicorn.Config(
-            app,
-            host=settings.agentpay_host,
-            port=port,
-            log_level="warning",
-            access_log=False,
-            lifespan="on",
-            http=BoundedHttpToolsProtocol,
-        )
-        server = uvicorn.Server(config)
+        app = build_local_app()
+        server = uvicorn.Server(uvicorn_config(app, host=settings.agentpay_host, port=port))
+        job_process.wait_ready()
+        jobs.install_local_dispatcher(job_process)
+        _watch(job_process, server)
         dev = write_dev_file(settings, demo)
         _print_banner(dev, time.monotonic() - started)
         server.run()
@@ -218,9 +255,26 @@ def run_dev_server(*, port: int) -> int:
     finally:
         _say("AgentPay: stopping embedded services...")
         (home / "dev.json").unlink(missing_ok=True)
+        jobs.install_local_dispatcher(None)
+        if job_process is not None:
+            job_process.stop()
         stack.stop()
         _say("AgentPay: stopped.")
     return 0
+
+
+def _watch(job_process: Any, server: Any) -> None:
+    """A job process that dies on its own takes the server down with it, saying so: payments would otherwise be
+    approved and never charged."""
+    import threading
+
+    def watch() -> None:
+        code = job_process.wait()
+        if not job_process.stopping:
+            _say(f"AgentPay: the job process exited ({code}); stopping. Its jobs wait in the outbox for the next run.")
+            server.should_exit = True
+
+    threading.Thread(target=watch, name="agentpay-job-process-watch", daemon=True).start()
 
 
 def _limits_of(organization_id: str, agent_id: str) -> str:

@@ -3,6 +3,7 @@ retrying with backoff, a dead letter on final failure."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -36,7 +37,9 @@ class LocalDispatcher:
     """Delivers jobs to the worker routes over real HTTP with a QStash-format signature, retrying with backoff.
 
     It stands in for QStash on a laptop and in CI: at-least-once delivery, retries, a dead letter on final failure.
-    `duplicate_deliveries` > 1 delivers every job that many times in parallel (fault injection).
+    `duplicate_deliveries` > 1 delivers every job that many times in parallel (fault injection). `max_in_flight`
+    bounds the deliveries on the wire at once (a retry's backoff does not count, so one failing job does not hold
+    the others up); None leaves it to the number of threads.
     """
 
     def __init__(
@@ -45,6 +48,7 @@ class LocalDispatcher:
         *,
         threads: int = 4,
         duplicate_deliveries: int = 1,
+        max_in_flight: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = settings
@@ -55,6 +59,7 @@ class LocalDispatcher:
             threading.Thread(target=self._run, name=f"agentpay-dispatch-{i}", daemon=True) for i in range(threads)
         ]
         self._client = httpx.Client(timeout=30.0)
+        self._in_flight = threading.BoundedSemaphore(max_in_flight) if max_in_flight else contextlib.nullcontext()
         self._stopped = threading.Event()
         # Jobs queued or being delivered. A job is marked published only once delivered, so while the dispatcher is
         # behind (a Stripe outage holds its threads in retries) the sweep publishes the same jobs again every pass;
@@ -124,19 +129,20 @@ class LocalDispatcher:
                 url=url, body=body, signing_key=self.settings.require("qstash_current_signing_key")
             )
             try:
-                response = self._client.post(
-                    url,
-                    content=body,
-                    headers={
-                        "Content-Type": "application/json",
-                        "Upstash-Signature": signature,
-                        "Upstash-Message-Id": f"msg_{job.id}",
-                        "Upstash-Retried": str(attempt - 1),
-                    },
-                )
-                if response.is_success:
-                    mark_published(job.id)
-                    return True
+                with self._in_flight:
+                    response = self._client.post(
+                        url,
+                        content=body,
+                        headers={
+                            "Content-Type": "application/json",
+                            "Upstash-Signature": signature,
+                            "Upstash-Message-Id": f"msg_{job.id}",
+                            "Upstash-Retried": str(attempt - 1),
+                        },
+                    )
+                    if response.is_success:
+                        mark_published(job.id)
+                        return True
                 last_error = f"HTTP {response.status_code}: {response.text[:200]}"
             except httpx.HTTPError as exc:
                 last_error = f"{type(exc).__name__}: {exc}"

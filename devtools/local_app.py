@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import importlib
 import threading
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, FastAPI
 
-from shared.config import get_settings
+from shared.config import Settings, get_settings
 from shared.http.app import close_clients_on_shutdown, create_app
 from shared.http.health import router as health_router
+
+if TYPE_CHECKING:
+    from devtools.dispatcher import LocalDispatcher
 
 # The functions of ARCHITECTURE.md that serve HTTP.
 FUNCTIONS = (
@@ -34,22 +38,23 @@ def build_local_app() -> FastAPI:
     return create_app(*function_routers(), health_router, title="AgentPay")
 
 
-@asynccontextmanager
-async def _background(app: FastAPI) -> AsyncIterator[None]:
-    """What QStash and EventBridge do in production: the job dispatcher and the sweep's schedule."""
+@contextmanager
+def jobs_running(settings: Settings, *, max_in_flight: int | None = None) -> Iterator[LocalDispatcher]:
+    """What QStash and EventBridge do in production, in threads of this process until the block ends: the job
+    dispatcher (at most `max_in_flight` deliveries at once, if given) and the sweep's schedule."""
     from devtools.dispatcher import LocalDispatcher
     from shared.jobs import outbox as jobs
     from shared.payments import sweep
 
-    settings = get_settings()
-    dispatcher = LocalDispatcher(settings, duplicate_deliveries=settings.duplicate_deliveries).start()
+    dispatcher = LocalDispatcher(
+        settings, duplicate_deliveries=settings.duplicate_deliveries, max_in_flight=max_in_flight
+    ).start()
     jobs.install_local_dispatcher(dispatcher)
     stop = threading.Event()
     schedule = threading.Thread(target=sweep.run_forever, args=(settings, stop), name="agentpay-sweep", daemon=True)
     schedule.start()
     try:
-        async with close_clients_on_shutdown(app):
-            yield
+        yield dispatcher
     finally:
         stop.set()
         jobs.install_local_dispatcher(None)
@@ -57,8 +62,17 @@ async def _background(app: FastAPI) -> AsyncIterator[None]:
         schedule.join(timeout=5)
 
 
+@asynccontextmanager
+async def _background(app: FastAPI) -> AsyncIterator[None]:
+    with jobs_running(get_settings()):
+        async with close_clients_on_shutdown(app):
+            yield
+
+
 def build_server_app() -> FastAPI:
-    """The local server: every route, plus the job dispatcher and the sweep running beside them."""
+    """Every route, with the job dispatcher and the sweep in the same process: one process that does it all, for the
+    tests, the chaos run and the benchmark's job path. (`agentpay dev` runs its jobs in a process of their own,
+    devtools/job_process.py.)"""
     app = build_local_app()
     app.router.lifespan_context = _background
     return app

@@ -103,12 +103,14 @@ class LocalStack:
         with_postgres: bool = True,
         with_redis: bool = True,
         with_stripe: bool = True,
+        stripe_niceness: int = 0,
     ) -> None:
         self.home = Path(home).expanduser().resolve()
         self._requested_ports = {"redis": redis_port, "stripe": stripe_port}
         self._with_postgres = with_postgres
         self._with_redis = with_redis
         self._with_stripe = with_stripe
+        self._stripe_niceness = stripe_niceness  # added to localstripe's nice value (agentpay dev lowers it)
         # Re-entrant: a signal handler may call stop() on the thread that is inside start().
         self._mutex = threading.RLock()
         self._home_lock_fd: int | None = None
@@ -282,7 +284,7 @@ class LocalStack:
             elif name in remembered and (_port_is_free(remembered[name]) or self._leftover_holds(name)):
                 self._ports[name] = remembered[name]
             else:
-                self._ports[name] = _free_port()
+                self._ports[name] = free_port()
         _write_atomically(path, json.dumps({**remembered, **self._ports}, indent=2) + "\n")
 
     def _leftover_holds(self, name: str) -> bool:
@@ -463,6 +465,7 @@ class LocalStack:
             "from devtools.localstack import serve_localstripe; serve_localstripe()",
             *("--port", str(self._ports["stripe"])),
             *("--state", str(self._stripe_state)),
+            *(("--niceness", str(self._stripe_niceness)) if self._stripe_niceness else ()),
         ]
         with self._log_file("localstripe").open("ab") as out:
             process = subprocess.Popen(
@@ -690,7 +693,8 @@ def _port_is_free(port: int) -> bool:
     return True
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (the kernel's pick)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((_HOST, 0))
         port: int = sock.getsockname()[1]
@@ -726,6 +730,19 @@ def _write_atomically(path: Path, text: str) -> None:
 # -- localstripe child process -------------------------------------------------------------------------------
 
 
+def lower_priority(niceness: int, *, idle: bool = False) -> None:
+    """Lower the CPU priority of this process, and of its session (call it in a session of its own): where the kernel
+    shares the CPU between sessions first (Linux's autogroup), a nice value counts only inside its session. `idle`
+    (Linux, before any thread starts): the idle policy, so the process runs on a core nothing else wants, and the
+    kernel counts its core as free when it places a task that wakes up."""
+    os.nice(niceness)
+    with contextlib.suppress(OSError):
+        Path("/proc/self/autogroup").write_text(f"{niceness}\n")
+    if idle and hasattr(os, "SCHED_IDLE"):
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+
+
 def serve_localstripe() -> None:
     """Child-process entry: localstripe on 127.0.0.1, its state kept in the file given by --state.
 
@@ -735,8 +752,11 @@ def serve_localstripe() -> None:
     parser = argparse.ArgumentParser(prog="localstripe (agentpay)")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--state", type=Path, required=True)
+    parser.add_argument("--niceness", type=int, default=0, help="lower this server's CPU priority by this much")
     args = parser.parse_args()
     state: Path = args.state
+    if args.niceness:
+        lower_priority(args.niceness)
 
     from aiohttp import web
     from localstripe import resources

@@ -18,8 +18,7 @@ from shared.errors import BudgetUnavailable, CommandError, ScriptError
 from shared.platform.aio import PerLoop, run_blocking
 
 if TYPE_CHECKING:
-    from shared.platform.redis_py_store import AsyncRedisPyStore, RedisPyStore
-    from shared.platform.upstash_store import UpstashStore
+    pass
 
 # Transport settings. Each command is sent at most twice (one retry), so a script whose reply was lost may run
 # twice: every budget script must be safe to run twice.
@@ -181,17 +180,3 @@ _async_stores = PerLoop(_open_async_store, _close_async_store)
 async def get_async_store() -> AsyncRedisStore:
     """The budget store the running event loop's requests await (one per loop; see shared.platform.aio)."""
     return await _async_stores.get()
-
-
-def __getattr__(name: str) -> type[RedisPyStore | AsyncRedisPyStore | UpstashStore]:
-    """The clients by their old address (`from shared.platform.redis_store import RedisPyStore`, as bench/run.py
-    does), each imported on first mention rather than with this module."""
-    if name in ("RedisPyStore", "AsyncRedisPyStore"):
-        from shared.platform import redis_py_store
-
-        return getattr(redis_py_store, name)
-    if name == "UpstashStore":
-        from shared.platform import upstash_store
-
-        return upstash_store.UpstashStore
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,6 +19,8 @@ REQUIRED = (
     "throughput_rps",
     "overspend_cents",
     "dashboard_p99_ms",
+    "makerun_request_p50_ms",
+    "makerun_ratio",
 )
 
 
@@ -41,3 +43,6 @@ def test_bench_quick_writes_every_figure_and_no_overspend(tmp_path: Path) -> Non
     assert counts["overspend_201"] > 0 and counts["overspend_402"] > 0
     assert counts["throughput_201"] > counts["overspend_201"]
     assert figures["cost_growth"]["p50_ms_at_1m"] > 0
+    # the make run phase's payments were charged by `agentpay dev`'s job process through localstripe
+    charges = figures["details"]["makerun"]["charges"]
+    assert charges["completed"] == charges["approved"] > counts["makerun"], charges

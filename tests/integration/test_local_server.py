@@ -37,11 +37,19 @@ def _servers_of(home: Path, ports: list[int]) -> list[psutil.Process]:
         try:
             text = " ".join(proc.info["cmdline"] or []) + " " + (proc.info["name"] or "")
             ours = str(home) in text or any(f":{p}" in text for p in ports)
-            if ours and any(n in text for n in ("postgres", "valkey", "localstripe")):
+            service = ours and any(n in text for n in ("postgres", "valkey", "localstripe"))
+            jobs = "devtools.job_process" in text and proc.environ().get("AGENTPAY_HOME") == str(home)
+            if service or jobs:
                 found.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return found
+
+
+def _job_process_of(home: Path) -> psutil.Process:
+    found = [p for p in _servers_of(home, []) if "devtools.job_process" in " ".join(p.cmdline())]
+    assert len(found) == 1, found
+    return found[0]
 
 
 def _start_dev(home: Path, port: int) -> tuple[subprocess.Popen[str], dict[str, Any]]:
@@ -120,6 +128,28 @@ def test_dev_server_serves_prints_keys_reuses_data_and_leaves_nothing_behind(tmp
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=30)
     assert process.returncode == 0
+    time.sleep(0.5)
+    assert _servers_of(home, ports) == []
+
+
+def test_the_dev_server_stops_and_says_so_when_its_job_process_dies(tmp_path: Path) -> None:
+    """Without its job process, payments would be approved and never charged: the server does not go on silently."""
+    home = tmp_path / "home"
+    process, dev = _start_dev(home, _free_port())
+    ports = [int(dev["redis_url"].rsplit(":", 1)[1].split("/")[0]), int(dev["stripe_api_base"].rsplit(":", 1)[1])]
+    try:
+        job_process = _job_process_of(home)
+        assert job_process.nice() > psutil.Process(process.pid).nice()  # its work yields the CPU to the server's
+        if hasattr(os, "SCHED_IDLE"):
+            assert os.sched_getscheduler(job_process.pid) == os.SCHED_IDLE
+        job_process.kill()
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=30)
+    assert "the job process exited" in output, output
+    assert process.returncode == 0 and not (home / "dev.json").exists()
     time.sleep(0.5)
     assert _servers_of(home, ports) == []
 

@@ -27,7 +27,7 @@ TS_SDK = REPO / "sdk" / "typescript"
 
 @pytest.fixture(scope="session")
 def sdk_server(services: Any) -> Iterator[ServerProcess]:
-    """`devtools.local_app:build_server_app` on loopback: routes and job dispatcher, as `agentpay dev` runs them.
+    """`devtools.local_app:build_server_app` on loopback: the routes `agentpay dev` serves, its dispatcher in-process.
 
     Its periodic sweep is pushed past the session: the suite's in-process tests leave approved-but-uncharged
     transactions and unpublished jobs in the shared database, and a sweep would re-drive them all through this
