@@ -21,7 +21,6 @@ from shared.http.health import router as health_router
 from shared.payments import transactions
 from shared.platform import db
 from shared.policy.limits import DEFAULT_MAX_REQUESTS_PER_MINUTE, MAX_DAILY_LIMIT_CENTS, MAX_REQUESTS_PER_MINUTE, Limits
-from shared.vendors import stripe as stripe_api
 
 router = APIRouter()
 
@@ -82,6 +81,9 @@ def create_organization(
     throttle.check_signup(address=client_address(request), settings=settings)
     if not settings.is_local and not _signup_token_ok(agentpay_signup_token, settings.signup_token):
         raise SignupTokenRequired()
+    # Here, not at the top: signing up is rare, and Stripe's SDK would cost every dashboard cold start about 35 ms.
+    from shared.vendors import stripe as stripe_api
+
     created = organizations.sign_up(
         stripe_api.get_client(),
         name=body.name,

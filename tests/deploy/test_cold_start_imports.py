@@ -30,8 +30,8 @@ NOT_NEEDED = {
     "charge_worker": {"resend"},
     "email_worker": {"stripe"},
     "expire_approvals": {"fastapi", "starlette", "mangum", "stripe", "resend", "requests", "jwt", "httpx"},
-    # functions/dashboard is being split into pages/ elsewhere; its Stripe and Jinja stay lazy there.
-    "dashboard": set(),
+    # Stripe only on the billing pages and at sign-up.
+    "dashboard": {"stripe", "resend", "requests", "httpx"},
 }
 NEEDS = {
     "payment_request": {"fastapi", "psycopg", "psycopg_pool"},
