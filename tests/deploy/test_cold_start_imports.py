@@ -28,7 +28,7 @@ NOT_NEEDED = {
     "approve": {"stripe", "resend", "requests"},
     "decline": {"stripe", "resend", "requests"},
     "charge_worker": {"resend"},
-    "email_worker": {"stripe"},
+    "email_worker": {"stripe", "resend", "requests"},  # Resend only once an email is sent
     "expire_approvals": {"fastapi", "starlette", "mangum", "stripe", "resend", "requests", "jwt", "httpx"},
     # Stripe only on the billing pages and at sign-up.
     "dashboard": {"stripe", "resend", "requests", "httpx"},
@@ -38,7 +38,7 @@ NEEDS = {
     "approve": {"jwt"},
     "decline": {"jwt"},
     "charge_worker": {"stripe"},
-    "email_worker": {"resend", "jwt", "httpx"},
+    "email_worker": {"jwt", "httpx"},
     "expire_approvals": {"psycopg"},
 }
 
