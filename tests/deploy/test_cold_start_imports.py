@@ -30,8 +30,9 @@ NOT_NEEDED = {
     "charge_worker": {"resend"},
     "email_worker": {"stripe", "resend", "requests"},  # Resend only once an email is sent
     "expire_approvals": {"fastapi", "starlette", "mangum", "stripe", "resend", "requests", "jwt", "httpx"},
-    # Stripe only on the billing pages and at sign-up.
-    "dashboard": {"stripe", "resend", "requests", "httpx"},
+    # Stripe only on the billing pages and at sign-up; PyJWT only to read a verification link (approval links are the
+    # approve and decline functions').
+    "dashboard": {"stripe", "resend", "requests", "httpx", "jwt"},
 }
 NEEDS = {
     "payment_request": {"fastapi", "psycopg", "psycopg_pool"},
