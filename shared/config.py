@@ -10,8 +10,7 @@ import secrets
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.errors import ConfigError
 
@@ -31,8 +30,12 @@ _GENERATED_SECRETS = (
 )
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore", populate_by_name=True)
+class Settings(BaseModel):
+    """Each setting from its argument, else its environment variable (named as the field or its alias, in any case),
+    else its default. A plain model rather than pydantic-settings' BaseSettings: that library (with the sources it
+    loads: CLI, dotenv, JSON, cloud) cost every cold start about 10 ms, to read a dozen variables."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, validate_default=True)
 
     agentpay_env: Literal["local", "production"] = "local"
     agentpay_home: Path = Field(default_factory=lambda: Path.cwd() / ".agentpay")
@@ -87,6 +90,9 @@ class Settings(BaseSettings):
     # Fault injection for the local dispatcher: deliver every job this many times, in parallel.
     duplicate_deliveries: int = Field(default=1, alias="agentpay_duplicate_deliveries")
 
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**{**_from_environment(), **_by_alias(values)})
+
     @model_validator(mode="before")
     @classmethod
     def _lambda_flag(cls, data: Any) -> Any:
@@ -123,6 +129,36 @@ class Settings(BaseSettings):
         if value is None or str(value).strip().lower() in _PLACEHOLDERS:
             raise ConfigError(f"{name.upper()} is not set")
         return str(value)
+
+
+def _names(field_name: str) -> list[str]:
+    """The names that set a field, the preferred first: its alias (an environment variable's name), then its own."""
+    alias = Settings.model_fields[field_name].alias
+    return [alias, field_name] if alias else [field_name]
+
+
+def _from_environment() -> dict[str, str]:
+    """The environment's values of the settings, by the name each was found under; names match in any case."""
+    environment = {name.lower(): value for name, value in os.environ.items()}
+    found: dict[str, str] = {}
+    for field_name in Settings.model_fields:
+        name = next((name for name in _names(field_name) if name in environment), None)
+        if name is not None:
+            found[name] = environment[name]
+    return found
+
+
+def _by_alias(values: dict[str, Any]) -> dict[str, Any]:
+    """Arguments under the preferred name of their field (so that they win over the environment), matched in any
+    case; arguments that name no field are left out, as the environment's other variables are."""
+    given = {name.lower(): value for name, value in values.items()}
+    named: dict[str, Any] = {}
+    for field_name in Settings.model_fields:
+        names = _names(field_name)
+        name = next((name for name in names if name in given), None)
+        if name is not None:
+            named[names[0]] = given[name]
+    return named
 
 
 def _load_local_secrets(home: Path) -> dict[str, str]:

@@ -32,7 +32,6 @@ from shared.policy.model import (
     policy_from_wire,
     policy_wire,
 )
-from shared.vendors import stripe as stripe_api
 
 router = APIRouter()
 
@@ -93,6 +92,9 @@ def create_organization(
     throttle.check_signup(address=client_address(request), settings=settings)
     if not settings.is_local and not _signup_token_ok(agentpay_signup_token, settings.signup_token):
         raise SignupTokenRequired()
+    # Here, not at the top: signing up is rare, and Stripe's SDK would cost every dashboard cold start about 35 ms.
+    from shared.vendors import stripe as stripe_api
+
     created = organizations.sign_up(
         stripe_api.get_client(),
         name=body.name,

@@ -7,9 +7,11 @@ from typing import Any
 
 from shared.config import get_settings
 from shared.payments.sweep import run_sweep
+from shared.platform.collector import tune_gc
 from shared.platform.logs import configure_logging
 
 log = logging.getLogger("agentpay.sweep")
+tune_gc()  # everything the sweep needs is loaded: its cold start ends here
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from shared.approvals import decisions as approvals
 from shared.approvals import pages as approval_pages
+from shared.approvals import tokens
 from shared.approvals.decisions import Action
 from shared.config import get_settings
 from shared.errors import AgentPayError, AlreadyDecided, LinkExpired, ValidationFailed
@@ -66,7 +67,7 @@ def make_router(action: Action) -> APIRouter:
     def show(token: str, request: Request) -> Response:
         settings = get_settings()
         try:
-            claims = approvals.read_token(token, action=action, secret=settings.require("approval_jwt_secret"))
+            claims = tokens.read_token(token, action=action, secret=settings.require("approval_jwt_secret"))
             with db.connection() as conn:
                 row = approvals.load_for_decision(conn, claims.transaction_id)
         except AgentPayError as error:
@@ -126,7 +127,7 @@ def make_router(action: Action) -> APIRouter:
 
 def _decide(token: str, action: Action, reason: str | None, request_id: str) -> approvals.DecisionResult:
     settings = get_settings()
-    claims = approvals.read_token(token, action=action, secret=settings.require("approval_jwt_secret"))
+    claims = tokens.read_token(token, action=action, secret=settings.require("approval_jwt_secret"))
     return approvals.decide(
         transaction_id=claims.transaction_id,
         action=action,

@@ -410,7 +410,6 @@ def create_app(*routers: APIRouter, title: str = "AgentPay") -> FastAPI:
     """A FastAPI app with AgentPay's error shape, request ids, body limit and logging around the given routers."""
     settings = get_settings()
     configure_logging()
-    tune_gc()
     init_sentry(settings.sentry_dsn, environment=settings.agentpay_env)
     app = FastAPI(title=title, version="1.0.0", docs_url=None, redoc_url=None, lifespan=close_clients_on_shutdown)
     app.add_exception_handler(AgentPayError, _on_agentpay_error)
@@ -420,4 +419,5 @@ def create_app(*routers: APIRouter, title: str = "AgentPay") -> FastAPI:
     app.add_middleware(RequestContextMiddleware)
     for router in routers:
         app.include_router(router)
+    tune_gc()  # the app is built: a function's cold start ends here
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -11,11 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
-
-import resend
-from resend.exceptions import ResendError
-from resend.http_client_requests import RequestsClient
+from typing import TYPE_CHECKING, Any, Literal
 
 from shared import rendering
 from shared.config import Settings
@@ -25,11 +22,13 @@ from shared.errors import (
 from shared.platform import display_text
 from shared.rendering import format_local_time, format_money, one_line, summarize_context
 
+if TYPE_CHECKING:
+    from resend.http_client_requests import RequestsClient
+
 log = logging.getLogger("agentpay.email")
 
 # Resend answers in well under a second; a hung connection must not eat the worker's whole Lambda timeout.
 RESEND_TIMEOUT_SECONDS = 10
-_RESEND_HTTP_CLIENT = RequestsClient(timeout=RESEND_TIMEOUT_SECONDS)
 _RESEND_MAX_IDEMPOTENCY_KEY = 256
 
 EmailKind = Literal["approval", "block_alert", "email_verification", "email"]
@@ -149,10 +148,22 @@ def send_email(email: Email, *, settings: Settings, idempotency_key: str) -> str
     return _write_to_outbox(email, outbox_dir=settings.outbox_dir, idempotency_key=idempotency_key)
 
 
+@functools.cache
+def _resend_http_client() -> RequestsClient:
+    from resend.http_client_requests import RequestsClient
+
+    return RequestsClient(timeout=RESEND_TIMEOUT_SECONDS)
+
+
 def _send_with_resend(email: Email, *, settings: Settings, idempotency_key: str) -> str:
+    # Here, not at the top: the email worker's webhook and dead-letter jobs send no email, and Resend's SDK (with the
+    # requests library it loads) would cost every cold start of it about 45 ms.
+    import resend
+    from resend.exceptions import ResendError
+
     # The SDK is configured through module globals; setting them on each call keeps a test's settings authoritative.
     resend.api_key = settings.resend_api_key
-    resend.default_http_client = _RESEND_HTTP_CLIENT
+    resend.default_http_client = _resend_http_client()
     params: resend.Emails.SendParams = {
         "from": settings.email_from,
         "to": [email.to],

@@ -10,6 +10,7 @@ from typing import Any
 
 from shared.accounts import organizations
 from shared.approvals import decisions as approvals
+from shared.approvals import tokens
 from shared.config import Settings
 from shared.notify import email
 from shared.platform import db
@@ -20,12 +21,8 @@ log = logging.getLogger("agentpay.notifications")
 def approval_links(settings: Settings, transaction_id: uuid.UUID | str, expires_at: datetime) -> tuple[str, str]:
     """The Approve and Decline URLs, each with its own signed token."""
     secret = settings.require("approval_jwt_secret")
-    approve = approvals.issue_token(
-        transaction_id=transaction_id, action="approve", expires_at=expires_at, secret=secret
-    )
-    decline = approvals.issue_token(
-        transaction_id=transaction_id, action="decline", expires_at=expires_at, secret=secret
-    )
+    approve = tokens.issue_token(transaction_id=transaction_id, action="approve", expires_at=expires_at, secret=secret)
+    decline = tokens.issue_token(transaction_id=transaction_id, action="decline", expires_at=expires_at, secret=secret)
     return f"{settings.base_url}/v1/approve/{approve}", f"{settings.base_url}/v1/decline/{decline}"
 
 

@@ -10,6 +10,7 @@ all on this machine once the dependencies are cached.
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 from pathlib import Path
@@ -133,6 +134,24 @@ def test_no_dev_package_ships(artifact: Path) -> None:
     assert sorted(shipped & {canonicalize_name(p) for p in DEV_PACKAGES}) == []
     modules = {canonicalize_name(entry.name.removesuffix(".py")) for entry in artifact.iterdir()}
     assert sorted(modules & {canonicalize_name(p) for p in DEV_PACKAGES}) == []
+
+
+def test_what_no_function_runs_is_left_out_and_nothing_of_ours_imports_it(artifact: Path) -> None:
+    assert package.LEFT_OUT
+    assert [part for part in package.LEFT_OUT if (artifact / part).exists()] == []
+    modules = {part.replace("/", ".") for part in package.LEFT_OUT}
+    importing = []
+    for source in package.SOURCES:
+        for path in (package.REPO / source).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+                names = []
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module:
+                    names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+                if any(name == module or name.startswith(module + ".") for name in names for module in modules):
+                    importing.append(str(path.relative_to(package.REPO)))
+    assert importing == []
 
 
 def test_only_functions_and_shared_ship_of_the_repository(artifact: Path) -> None:

@@ -16,6 +16,7 @@ import pytest
 
 from deploy import package
 from deploy.template import DeployedFunction, deployed_functions
+from shared.platform import collector
 
 # Never loaded at import by any function in the deployed configuration: boto3 only with AGENTPAY_SECRETS_ARN,
 # sentry_sdk only with SENTRY_DSN, jinja2 on the first render, one Redis client on the first command (the deployed
@@ -28,17 +29,18 @@ NOT_NEEDED = {
     "approve": {"stripe", "resend", "requests"},
     "decline": {"stripe", "resend", "requests"},
     "charge_worker": {"resend"},
-    "email_worker": {"stripe"},
+    "email_worker": {"stripe", "resend", "requests"},  # Resend only once an email is sent
     "expire_approvals": {"fastapi", "starlette", "mangum", "stripe", "resend", "requests", "jwt", "httpx"},
-    # functions/dashboard is being split into pages/ elsewhere; its Stripe and Jinja stay lazy there.
-    "dashboard": set(),
+    # Stripe only on the billing pages and at sign-up; PyJWT only to read a verification link (approval links are the
+    # approve and decline functions').
+    "dashboard": {"stripe", "resend", "requests", "httpx", "jwt"},
 }
 NEEDS = {
     "payment_request": {"fastapi", "psycopg", "psycopg_pool"},
     "approve": {"jwt"},
     "decline": {"jwt"},
     "charge_worker": {"stripe"},
-    "email_worker": {"resend", "jwt", "httpx"},
+    "email_worker": {"jwt", "httpx"},
     "expire_approvals": {"psycopg"},
 }
 
@@ -71,6 +73,35 @@ def test_a_cold_start_loads_only_what_every_request_needs(name: str) -> None:
     loaded = _loaded(FUNCTIONS[name])
     assert sorted(loaded & (NEVER | NOT_NEEDED[name])) == []
     assert sorted(NEEDS.get(name, set()) - loaded) == []  # the check sees what is there
+
+
+_COLLECTIONS = """
+import gc, importlib, json, sys
+gc.collect()
+collections = []
+gc.callbacks.append(lambda phase, info: phase == "stop" and collections.append(info["generation"]))
+importlib.import_module(sys.argv[1])
+print(json.dumps({"collections": collections, "thresholds": gc.get_threshold(), "frozen": gc.get_freeze_count()}))
+"""
+
+
+@pytest.mark.parametrize("name", sorted(NOT_NEEDED))
+def test_the_collector_waits_out_a_cold_start_then_runs_at_the_request_pace(name: str) -> None:
+    # Everything a cold start builds is kept: walking it while the handler is imported would free nothing (about
+    # 20 ms at the request path's thresholds). Once imported, it is frozen and the collector runs as tuned.
+    ran = subprocess.run(
+        [sys.executable, "-c", _COLLECTIONS, FUNCTIONS[name].module],
+        env=FUNCTIONS[name].environment,
+        cwd=package.REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    state = json.loads(ran.stdout.splitlines()[-1])
+    assert state["collections"] == []
+    assert tuple(state["thresholds"]) == collector.GC_THRESHOLDS
+    assert state["frozen"] > 10_000
 
 
 def test_sentry_loads_when_it_is_configured() -> None:

@@ -252,7 +252,7 @@ def test_the_charge_worker_runs_a_job_delivered_to_its_function_url(keys: dict[s
 def test_the_approve_link_through_the_handler_shows_a_page_and_changes_nothing(keys: dict[str, str]) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from shared.approvals import decisions as approvals
+    from shared.approvals import tokens
     from shared.config import get_settings
 
     body = json.dumps(
@@ -278,7 +278,7 @@ def test_the_approve_link_through_the_handler_shows_a_page_and_changes_nothing(k
     )
     assert pending["statusCode"] == 202, pending["body"]
     tx_id = json_body(pending)["id"]
-    token = approvals.issue_token(
+    token = tokens.issue_token(
         transaction_id=tx_id,
         action="approve",
         expires_at=datetime.now(UTC) + timedelta(hours=1),

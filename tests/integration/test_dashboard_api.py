@@ -791,12 +791,12 @@ def test_every_dashboard_page_and_error_page_sends_the_isolation_headers(client:
 def test_approval_link_pages_send_the_isolation_headers(client: Any, agent: Agent) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from shared.approvals import decisions as approvals
+    from shared.approvals import tokens
     from shared.config import get_settings
 
     tx = pay(client, agent, 1500).json()
     assert tx["status"] == "pending"
-    token = approvals.issue_token(
+    token = tokens.issue_token(
         transaction_id=tx["id"],
         action="approve",
         expires_at=datetime.now(UTC) + timedelta(hours=1),

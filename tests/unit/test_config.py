@@ -8,6 +8,7 @@ from pathlib import Path
 import boto3
 import pytest
 from moto import mock_aws
+from pydantic import ValidationError
 
 from shared.config import load_settings
 from shared.errors import ConfigError
@@ -97,6 +98,39 @@ def test_an_environment_variable_wins_over_secrets_manager(monkeypatch: pytest.M
         )["ARN"]
         settings = load_settings(agentpay_secrets_arn=arn)
     assert settings.stripe_secret_key == "sk_test_from_env_" + "y" * 10
+
+
+def test_settings_come_from_environment_variables_named_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:p@db.example/agentpay")
+    monkeypatch.setenv("redis_url", "redis://cache.example:6379/0")
+    monkeypatch.setenv("Db_Pool_Max_Size", "3")
+    settings = load_settings()
+    assert settings.database_url == "postgresql://u:p@db.example/agentpay"
+    assert settings.redis_url == "redis://cache.example:6379/0"
+    assert settings.db_pool_max_size == 3
+
+
+def test_settings_with_another_variable_name_read_that_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTPAY_KEY_MODE", "live")
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "agentpay-PaymentRequestFunction-1A2B3C")
+    monkeypatch.setenv("AGENTPAY_DUPLICATE_DELIVERIES", "3")
+    settings = load_settings()
+    assert (settings.key_mode, settings.in_lambda, settings.duplicate_deliveries) == ("live", True, 3)
+
+
+def test_an_argument_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://from-env/agentpay")
+    monkeypatch.setenv("AGENTPAY_KEY_MODE", "live")
+    assert load_settings(database_url="postgresql://from-argument/agentpay").database_url.endswith("argument/agentpay")
+    assert load_settings(key_mode="test").key_mode == "test"
+    with pytest.raises(ConfigError, match="DATABASE_URL"):
+        load_settings(**{**PRODUCTION, "database_url": None})
+
+
+def test_a_malformed_environment_variable_is_refused_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DB_POOL_MAX_SIZE", "ten")
+    with pytest.raises(ValidationError, match="db_pool_max_size"):
+        load_settings()
 
 
 def test_a_charge_lease_shorter_than_its_stripe_calls_is_refused_at_start() -> None:

@@ -30,7 +30,6 @@ from shared.http import auth, throttle
 from shared.http.deps import SettingsDep, client_address
 from shared.jobs import outbox as jobs
 from shared.platform import db
-from shared.vendors import stripe as stripe_api
 
 router = APIRouter(route_class=PageRoute)
 
@@ -95,6 +94,9 @@ def signup(request: Request, form: AnonymousFormDep, settings: SettingsDep) -> H
         return response
     if errors:
         return anonymous_page(request, "signup.html", 422, **_signup_context(settings, values, errors))
+    # Here, not at the top: signing up is rare, and Stripe's SDK would cost every dashboard cold start about 35 ms.
+    from shared.vendors import stripe as stripe_api
+
     created = organizations.sign_up(
         stripe_api.get_client(),
         name=values["name"],

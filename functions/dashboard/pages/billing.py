@@ -1,4 +1,9 @@
-"""The dashboard's billing page: the organization's card, set up on Stripe Checkout or, locally, a test card."""
+"""The dashboard's billing page: the organization's card, set up on Stripe Checkout or, locally, a test card.
+
+Stripe's SDK (through shared.accounts.billing and shared.vendors.stripe) loads in these routes, not with the module:
+the billing pages are rare, and the SDK with the HTTP libraries it loads would cost every dashboard cold start about
+35 ms.
+"""
 
 from __future__ import annotations
 
@@ -18,11 +23,9 @@ from functions.dashboard.pages.common import (
     signed_in,
     with_query,
 )
-from shared.accounts import billing
 from shared.config import get_settings
 from shared.errors import AgentPayError, LoginRequired, NotFound
 from shared.http.app import request_id_of
-from shared.vendors import stripe as stripe_api
 
 if TYPE_CHECKING:
     import stripe
@@ -41,6 +44,8 @@ BILLING_NOTICES = {
 
 
 def stripe_client() -> stripe.StripeClient:
+    from shared.vendors import stripe as stripe_api  # late: see the module's docstring
+
     return stripe_api.get_client()
 
 
@@ -64,6 +69,8 @@ def _customer_of(who: SignedIn) -> str:
 
 @router.get("/billing")
 def billing_page(request: Request, who: SignedInDep, client: StripeDep, checkout: CheckoutDep) -> HTMLResponse:
+    from shared.accounts import billing  # late: see the module's docstring
+
     card: billing.SavedCard | None = None
     problem = None
     method_id = who.organization.get("stripe_payment_method_id")
@@ -91,6 +98,8 @@ def billing_page(request: Request, who: SignedInDep, client: StripeDep, checkout
 @router.post("/billing/setup")
 def start_card_setup(who: SignedInDep, form: FormDep, client: StripeDep, checkout: CheckoutDep) -> Response:
     """Send the admin to Stripe Checkout (setup mode) to enter a card for the organization's customer."""
+    from shared.accounts import billing  # late: see the module's docstring
+
     if not checkout:
         raise NotFound("Locally, choose a test card on the Billing page instead (localstripe has no Checkout).")
     url = billing.start_card_setup(client, customer_id=_customer_of(who), base_url=get_settings().base_url)
@@ -100,6 +109,8 @@ def start_card_setup(who: SignedInDep, form: FormDep, client: StripeDep, checkou
 @router.get("/billing/complete")
 def complete_card_setup(request: Request, client: StripeDep, checkout: CheckoutDep) -> Response:
     """Stripe sends the admin back here with the session id once the card is entered."""
+    from shared.accounts import billing  # late: see the module's docstring
+
     session_id = request.query_params.get("session_id", "")
     if not checkout or not session_id.startswith("cs_"):
         raise NotFound("No card set-up to complete here.")
@@ -129,6 +140,8 @@ def use_test_card(
     request: Request, who: SignedInDep, form: FormDep, client: StripeDep, checkout: CheckoutDep
 ) -> Response:
     """Local mode: attach another test card, e.g. one whose charges are declined, to try that path from the UI."""
+    from shared.accounts import billing  # late: see the module's docstring
+
     if checkout:
         raise NotFound("Test cards exist only in local mode.")
     billing.attach_test_card(
