@@ -105,6 +105,11 @@ def print_table(r: dict[str, Any], out: Path) -> None:
          f"cost growth ratio {cg['ratio']}"),
         ("job path (POST -> completed)", f"{r['job_path_p50_ms']:.3f}", f"{r['job_path_p99_ms']:.3f}",
          f"polled every {JOB_POLL_SECONDS * 1000:.0f} ms"),
+        ("request, full policy and ceiling", f"{d['policy_cost']['policy_ms']['p50']:.3f}",
+         f"{d['policy_cost']['policy_ms']['p99']:.3f}", f"policy_cost_ratio = {r['policy_cost_ratio']}"),
+        ("32 agents of one org, with a ceiling", "", "",
+         f"org_ceiling_throughput_ratio = {r['org_ceiling_throughput_ratio']}"),
+        ("simulation over 10,000 requests", f"{r['simulation_10k_s'] * 1000:.0f}", "", "median of 3"),
     ]  # fmt: skip
     print()
     print(f"{'figure':<40}{'p50 ms':>10}{'p99 ms':>10}  note")
@@ -112,6 +117,13 @@ def print_table(r: dict[str, Any], out: Path) -> None:
     for name, p50, p99, note in rows:
         print(f"{name:<40}{p50:>10}{p99:>10}  {note}")
     print("-" * 80)
+    org = d["org_overspend"]
+    print(f"org_overspend_cents = {r['org_overspend_cents']}  (ceiling {org['ceiling_cents']}, held"
+          f" {org['held_cents']}; each agent's day {org['agent_daily_cents']}; 201: {org['answered_201']},"
+          f" 402: {org['answered_402']})")  # fmt: skip
+    ratios = ", ".join(f"{name} {ratio}" for name, ratio in r["import_ratio"].items())
+    print(f"cold start: import fastapi {r['import_fastapi_ms']} ms; each handler x it: {ratios};"
+          f" artifact {r['artifact_mb']} MB")  # fmt: skip
     o = d["overspend"]
     print(f"overspend_cents = {r['overspend_cents']}  (agent limit {o['daily_limit_cents']}, held {o['held_cents']};"
           f" 201: {o['answered_201']}, 402: {o['answered_402']})")  # fmt: skip

@@ -35,7 +35,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.context import FULL, QUICK, Context  # noqa: E402
-from bench.phases import decision, history, job_path, latency, throughput, workers  # noqa: E402
+from bench.phases import cold_start, decision, history, job_path, latency, policy, throughput, workers  # noqa: E402
 from bench.report import be_quiet, machine_info, print_table, say  # noqa: E402
 
 # In order; each returns its bench.json fields, which later phases may read (ctx.result).
@@ -48,8 +48,8 @@ PHASES: list[tuple[str, Callable[[Context], dict[str, Any]]]] = [
     ("throughput", throughput.run),  # and the overspend, and the drivers-only throughput beside it
     ("history", history.run),  # the dashboard over 1,000,000 rows, cost growth
     ("job_path", job_path.run),
-    # ("cold_start", cold_start.run),  # next: a phase around bench/cold_start.py's measure(artifact_dir, python,
-    #                                  # runs) on build/lambda (make cold-start runs it alone); its fields join here
+    ("policy", policy.run),  # a full policy's cost, an organization's ceiling under load, a 10,000-request simulation
+    ("cold_start", cold_start.run),  # each function's import from build/lambda against a bare `import fastapi`
 ]
 
 
@@ -124,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
     problems = []
     if result["overspend_cents"] != 0:
         problems.append(f"OVERSPEND: {result['overspend_cents']} cents held beyond the daily limit (invariant I1)")
+    if result.get("org_overspend_cents"):
+        problems.append(f"OVERSPEND: {result['org_overspend_cents']} cents beyond a ceiling or an agent's day (I9)")
     if result["details"]["overspend"]["held_rows"] != result["counts"]["overspend_201"]:
         problems.append("the overspend agent's approved rows differ from its 201 answers")
     for problem in problems:

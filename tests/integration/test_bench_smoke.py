@@ -21,6 +21,13 @@ REQUIRED = (
     "dashboard_p99_ms",
     "makerun_request_p50_ms",
     "makerun_ratio",
+    "policy_cost_ratio",
+    "org_ceiling_throughput_ratio",
+    "org_overspend_cents",
+    "simulation_10k_s",
+    "import_fastapi_ms",
+    "import_ratio_max",
+    "artifact_mb",
 )
 
 
@@ -38,6 +45,12 @@ def test_bench_quick_writes_every_figure_and_no_overspend(tmp_path: Path) -> Non
     missing = [key for key in REQUIRED if not isinstance(figures.get(key), int | float)]
     assert not missing, missing
     assert figures["overspend_cents"] == 0
+    # the organization's ceiling held under 32 clients, and so did every agent's day (about half was declined)
+    assert figures["org_overspend_cents"] == 0
+    org = figures["details"]["org_overspend"]
+    assert org["held_cents"] == org["ceiling_cents"] and org["answered_402"] > 0
+    # every function of template.yaml was imported from the artifact
+    assert set(figures["import_ms"]) >= {"payment_request", "dashboard", "charge_worker", "email_worker"}
     counts = figures["counts"]
     # the overspend agent's limit is half of what it is offered: about half approved, and the load kept answering
     assert counts["overspend_201"] > 0 and counts["overspend_402"] > 0
