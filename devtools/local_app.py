@@ -30,7 +30,12 @@ FUNCTIONS = (
 
 
 def function_routers() -> list[APIRouter]:
-    return [importlib.import_module(f"functions.{name}.app").router for name in FUNCTIONS]
+    """Each function's routers, as its app has them: `ROUTERS` where a function has several, else its `router`."""
+    routers: list[APIRouter] = []
+    for name in FUNCTIONS:
+        module = importlib.import_module(f"functions.{name}.app")
+        routers.extend(getattr(module, "ROUTERS", (module.router,)))
+    return routers
 
 
 def build_local_app() -> FastAPI:

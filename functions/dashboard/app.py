@@ -1,7 +1,5 @@
 """POST /v1/orgs and /v1/dashboard/*: organizations sign up and their admins manage agents."""
 
-from __future__ import annotations
-
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response
@@ -640,7 +638,8 @@ def _signup_token_ok(sent: str | None, expected: str | None) -> bool:
     return bool(sent and expected and hmac.compare_digest(sent.encode(), expected.encode()))
 
 
-router.include_router(pages.router)
+# The API's routes, then the web dashboard's page groups (devtools.local_app serves the same ROUTERS).
+ROUTERS = (router, *pages.ROUTERS)
 
-app = create_app(router, health_router, title="AgentPay dashboard")
+app = create_app(*ROUTERS, health_router, title="AgentPay dashboard")
 handler = Mangum(app, lifespan="off")

@@ -222,6 +222,22 @@ def test_a_flushed_redis_rebuilds_the_week_and_the_month_from_postgres(client: A
     assert declined.json()["error"]["spent"] == 2500
     assert pay(client, agent, 1500).status_code == 201  # 2500 + 1500 = 4000: exactly the week
     assert pay(client, agent, 1).json()["error"]["code"] == "weekly_limit_exceeded"
+    # Every rebuilt counter holds what Postgres holds for its window (the month's too, whichever month `other` is in).
+    from shared.platform import db
+    from shared.policy.evaluate import Window
+
+    organization, agent_id = uuid.UUID(org.id), uuid.UUID(agent.id)
+    for window in (Window.DAY, Window.WEEK, Window.MONTH, Window.PAYMENTS_DAY, Window.ORGANIZATION_MONTH):
+        first, last = budget.period(window, today)
+        column = "count(*)" if window is Window.PAYMENTS_DAY else "coalesce(sum(amount_cents), 0)"
+        with db.connection() as conn:
+            row = conn.execute(
+                f"SELECT {column} AS held FROM transactions WHERE organization_id = %s AND budget_day BETWEEN %s AND %s"
+                " AND status IN ('pending', 'approved', 'completed')",
+                (organization, first, last),
+            ).fetchone()
+        assert row is not None
+        assert budget.get_engine().spent(organization, agent_id, today, window) == int(row["held"]), window
 
 
 # Shadow and simulation -------------------------------------------------------------------------------------------

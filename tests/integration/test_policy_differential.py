@@ -65,7 +65,7 @@ def engine_parts(services: Any) -> Iterator[tuple[RedisPyStore, AsyncRedisPyStor
     loop.close()
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(policy=policies(), ceiling=ceilings, sequence=requests)
 def test_the_script_and_the_python_decision_agree(
     engine_parts: tuple[RedisPyStore, AsyncRedisPyStore, asyncio.AbstractEventLoop],

@@ -1,12 +1,10 @@
 """The dashboard's account pages: sign-up, login, logout and the verification email sent again."""
 
-from __future__ import annotations
-
 import hmac
 import time
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from fastapi.responses import HTMLResponse
 from pydantic import EmailStr, TypeAdapter, ValidationError
 
@@ -15,10 +13,10 @@ from functions.dashboard.pages.common import (
     SESSION_COOKIE,
     AnonymousFormDep,
     FormDep,
-    PageRoute,
     SignedInDep,
     anonymous_page,
     notice_of,
+    page_router,
     render,
     see_other,
     set_cookie,
@@ -31,7 +29,7 @@ from shared.http.deps import SettingsDep, client_address
 from shared.jobs import outbox as jobs
 from shared.platform import db
 
-router = APIRouter(route_class=PageRoute)
+router = page_router()
 
 COMMON_TIMEZONES = (
     "UTC",

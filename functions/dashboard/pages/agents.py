@@ -1,21 +1,19 @@
 """The dashboard's agents: the list with today's spend, new agents, the first limits form, disable, enable, unblock
 and keys (each agent's own page, with its policy, is pages/policies.py)."""
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from fastapi.responses import HTMLResponse
 
 from functions.dashboard.pages.common import (
     FormDep,
-    PageRoute,
     SignedIn,
     SignedInDep,
     cents_from_dollars,
     notice_of,
+    page_router,
     render,
     see_other,
 )
@@ -27,7 +25,7 @@ from shared.http.app import request_id_of
 from shared.platform import db
 from shared.policy.model import DEFAULT_MAX_REQUESTS_PER_MINUTE, Limits, check_basic_limits
 
-router = APIRouter(route_class=PageRoute)
+router = page_router()
 
 
 _BASIC_FIELDS = ("daily_limit", "per_transaction_limit", "approval_threshold", "max_requests_per_minute")

@@ -1,18 +1,16 @@
 """The dashboard's audit log: the filtered, paged log and its CSV download."""
 
-from __future__ import annotations
-
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 
-from functions.dashboard.pages.common import PageRoute, SignedInDep, agent_names, cursor_of, pager, render
+from functions.dashboard.pages.common import SignedInDep, agent_names, cursor_of, page_router, pager, render
 from shared.accounts import dashboard
 from shared.platform import db
 from shared.rendering import local_time
 
-router = APIRouter(route_class=PageRoute)
+router = page_router()
 
 
 def _audit_filters(request: Request) -> tuple[dashboard.AuditFilters, dict[str, str]]:

@@ -5,19 +5,17 @@ the billing pages are rare, and the SDK with the HTTP libraries it loads would c
 35 ms.
 """
 
-from __future__ import annotations
-
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import Depends, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from functions.dashboard.pages.common import (
     SECURITY_HEADERS,
     FormDep,
-    PageRoute,
     SignedIn,
     SignedInDep,
+    page_router,
     render,
     see_other,
     signed_in,
@@ -30,7 +28,7 @@ from shared.http.app import request_id_of
 if TYPE_CHECKING:
     import stripe
 
-router = APIRouter(route_class=PageRoute)
+router = page_router()
 
 # Checkout's page is on checkout.stripe.com: the set-up form's redirect there must be allowed by form-action.
 BILLING_CSP = SECURITY_HEADERS["Content-Security-Policy"].replace(
@@ -43,7 +41,7 @@ BILLING_NOTICES = {
 }
 
 
-def stripe_client() -> stripe.StripeClient:
+def stripe_client() -> "stripe.StripeClient":
     from shared.vendors import stripe as stripe_api  # late: see the module's docstring
 
     return stripe_api.get_client()

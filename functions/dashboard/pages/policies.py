@@ -1,25 +1,23 @@
 """The dashboard's agent page: each window's spend against its limit, the editor of the whole policy, and the "Try a
 draft" panel (the last 30 days replayed against a draft, or a draft recorded beside the real decisions)."""
 
-from __future__ import annotations
-
 import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from fastapi.responses import HTMLResponse
 
 from functions.dashboard.pages.common import (
     FormDep,
-    PageRoute,
     SignedIn,
     SignedInDep,
     cents_from_dollars,
     dollars_input,
     notice_of,
+    page_router,
     render,
     see_other,
 )
@@ -35,7 +33,7 @@ from shared.policy.evaluate import Window
 from shared.policy.model import Policy, policy_from_wire, policy_wire
 from shared.rendering import format_day, format_money, local_time
 
-router = APIRouter(route_class=PageRoute)
+router = page_router()
 
 SIMULATED_DAYS = 30
 

@@ -1,18 +1,16 @@
 """The dashboard's settings page: the organization's ceiling over all its agents together, and its spend."""
 
-from __future__ import annotations
-
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from fastapi.responses import HTMLResponse
 
 from functions.dashboard.pages.common import (
     FormDep,
-    PageRoute,
     SignedIn,
     SignedInDep,
     cents_from_dollars,
     dollars_input,
     notice_of,
+    page_router,
     render,
     see_other,
 )
@@ -25,7 +23,7 @@ from shared.policy import admin as policy_admin
 from shared.policy import spend
 from shared.policy.model import Ceiling, ceiling_from_wire
 
-router = APIRouter(route_class=PageRoute)
+router = page_router()
 
 CEILING_FIELDS = ("daily_limit", "monthly_limit")
 

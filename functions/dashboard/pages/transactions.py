@@ -1,20 +1,18 @@
 """The dashboard's transaction pages: the filtered list, one transaction with its audit trail and its draft policy's
 verdict, approve and decline."""
 
-from __future__ import annotations
-
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from fastapi.responses import HTMLResponse
 
 from functions.dashboard.pages.common import (
     FormDep,
-    PageRoute,
     SignedInDep,
     agent_names,
     cursor_of,
     notice_of,
+    page_router,
     pager,
     render,
     see_other,
@@ -27,7 +25,7 @@ from shared.platform import db
 from shared.policy.outcomes import APPROVAL_REASONS, BUDGET_DECLINES, DecisionReason, Status
 from shared.rendering import local_time
 
-router = APIRouter(route_class=PageRoute)
+router = page_router()
 
 
 def first_decision(row: dict[str, Any]) -> tuple[str, str | None]:
