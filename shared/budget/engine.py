@@ -118,8 +118,10 @@ def period(window: Window, day: date) -> tuple[date, date]:
     return day, day
 
 
+@functools.lru_cache(maxsize=4096)
 def expires_at(window: Window, timezone: str, day: date) -> int:
-    """Unix seconds at which a window's keys expire: two days after the window's last local midnight."""
+    """Unix seconds at which a window's keys expire: two days after the window's last local midnight. Cached: every
+    request asks it for each of its windows, and the answer changes only with the day."""
     last = period(window, day)[1]
     end = datetime.combine(last + timedelta(days=1 + KEYS_KEPT_DAYS), time(0), tzinfo=zoneinfo.ZoneInfo(timezone))
     return int(end.timestamp())
